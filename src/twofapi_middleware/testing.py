@@ -2,12 +2,19 @@
 
 :class:`FakeClock` replaces the application's clock, so expiry, lockouts and
 rate-limit windows can be driven without sleeping, on every storage backend.
+:func:`fast_settings` gives settings for test suites: cheap Argon2, rate
+limits off, a fixed admin secret.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+
+from .settings import Settings
+
+TEST_ADMIN_SECRET = "test-admin-secret-0123456789abcdef"
 
 
 class FakeClock:
@@ -29,3 +36,20 @@ class FakeClock:
     def set(self, now: float) -> None:
         with self._lock:
             self._now = now
+
+
+def fast_settings(**overrides: Any) -> Settings:
+    """Settings for tests: cheap Argon2, no rate limits, an admin secret.
+
+    Never use these in production: the Argon2 parameters are deliberately
+    weak so that suites run fast.
+    """
+    values: dict[str, Any] = {
+        "argon2_memory_kib": 64,
+        "argon2_time_cost": 1,
+        "rate_limit_per_address": 0,
+        "rate_limit_per_client": 0,
+        "admin_secret": TEST_ADMIN_SECRET,
+    }
+    values.update(overrides)
+    return Settings(**values)

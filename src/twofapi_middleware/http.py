@@ -1,0 +1,378 @@
+"""The HTTP face of the service, shared by the ASGI and WSGI adapters.
+
+Sans-I/O: the adapters read the request (the body only on the paths this
+module owns, and never more than the limit), build a :class:`Request`, and
+write back the :class:`Response` they are given. Everything about status
+codes, headers and problem bodies is decided here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import wire
+from .constants import (
+    CLIENT_ID_PATTERN,
+    MAX_BODY_BYTES,
+    REQUEST_ID_PATTERN,
+    SERVICE_VERSION,
+)
+from .errors import (
+    InternalError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ProblemError,
+    StorageUnavailable,
+    StorageUnavailableProblem,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .models import Principal
+from .service import Context, TwoFApi
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+_HEALTH_BODY = wire.dump_json({"status": "ok", "version": SERVICE_VERSION})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the adapters hand over: header names lowercased, first value."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+    peer: str | None = None
+    body_too_large: bool = False
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One owned path: its methods, and which of them do Argon2 work."""
+
+    name: str
+    methods: tuple[str, ...]
+    heavy: bool = False
+    client_id: str | None = None
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        extra = ("HEAD",) if "GET" in self.methods else ()
+        return (*self.methods, *extra, "OPTIONS")
+
+
+_STATIC_ROUTES = {
+    "/health": Route("health", ("GET",)),
+    "/.well-known/jwks.json": Route("jwks", ("GET",)),
+    "/v1/clients": Route("enroll", ("POST",), heavy=True),
+    "/v1/challenges": Route("challenges", ("POST",)),
+    "/v1/verify": Route("verify", ("POST",)),
+}
+_CLIENT_ROUTE = re.compile(
+    r"/v1/clients/([^/]+)(/commitment|/suspend|/recover|/reactivate)?"
+)
+_CLIENT_ROUTES = {
+    None: Route("revoke", ("DELETE",)),
+    "/commitment": Route("rotate", ("PUT",)),
+    "/suspend": Route("suspend", ("POST",)),
+    "/recover": Route("recover", ("POST",), heavy=True),
+    "/reactivate": Route("reactivate", ("POST",), heavy=True),
+}
+_BODYLESS = frozenset({"health", "jwks", "revoke", "suspend"})
+
+
+def match_route(path: str) -> Route | None:
+    """The owned route at ``path``, or None for the wrapped app's paths."""
+    route = _STATIC_ROUTES.get(path)
+    if route is not None:
+        return route
+    if not path.startswith("/v1/clients/"):
+        return None
+    found = _CLIENT_ROUTE.fullmatch(path)
+    if found is None:
+        return None
+    base = _CLIENT_ROUTES[found.group(2)]
+    return Route(base.name, base.methods, base.heavy, found.group(1))
+
+
+def request_id_from(headers: Mapping[str, str]) -> str:
+    incoming = headers.get("x-request-id")
+    if incoming is not None and REQUEST_ID_PATTERN.fullmatch(incoming):
+        return incoming
+    return secrets.token_hex(16)
+
+
+def source_address(
+    peer: str | None, headers: Mapping[str, str], hops: int
+) -> str | None:
+    """The client's address: the peer, or the ``hops``-th forwarded one.
+
+    Only entries appended by trusted proxies (counted from the right) are
+    believed, so a spoofed ``X-Forwarded-For`` never buys new attempts.
+    """
+    if hops <= 0:
+        return peer
+    forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",")]
+    forwarded = [part for part in forwarded if part]
+    if len(forwarded) < hops:
+        return peer
+    return forwarded[-hops]
+
+
+def problem_response(error: ProblemError, request_id: str) -> Response:
+    body: dict[str, Any] = {
+        "type": error.type,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": request_id,
+    }
+    body.update(error.extra())
+    return Response(
+        error.status,
+        [*_common_headers(PROBLEM_JSON, request_id), *error.headers()],
+        wire.dump_json(body),
+    )
+
+
+def json_response(status: int, body: bytes, request_id: str) -> Response:
+    return Response(status, _common_headers(JSON, request_id), body)
+
+
+def _common_headers(content_type: str, request_id: str) -> list[tuple[str, str]]:
+    return [
+        ("content-type", content_type),
+        ("x-request-id", request_id),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ]
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != JSON:
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if not name.strip():
+            continue
+        if name.strip().lower() != "charset":
+            return False
+        if value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+class Frontend:
+    """Maps HTTP requests to the service and results to responses."""
+
+    def __init__(self, service: TwoFApi) -> None:
+        self.service = service
+        self.settings = service.settings
+        self._outage = False
+        self._outage_lock = threading.Lock()
+
+    # -- guard -----------------------------------------------------------
+
+    def is_excluded(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
+        """Excluded paths, and CORS preflights, pass through unguarded."""
+        settings = self.settings
+        if path in settings.exclude_paths:
+            return True
+        if any(path.startswith(prefix) for prefix in settings.exclude_prefixes):
+            return True
+        return (
+            method == "OPTIONS"
+            and "origin" in headers
+            and "access-control-request-method" in headers
+        )
+
+    def authenticate(
+        self, headers: Mapping[str, str], peer: str | None
+    ) -> Principal | Response:
+        """The principal, or the 401 (or 503) response to send instead."""
+        ctx = Context(
+            None, source_address(peer, headers, self.settings.trusted_proxy_hops)
+        )
+        try:
+            principal = self.service.authenticate(
+                headers.get("authorization"), headers.get("x-channel-binding"), ctx
+            )
+        except (Unauthorized, StorageUnavailable, Exception) as error:
+            return self._error_response(error, request_id_from(headers))
+        self._storage_ok()
+        return principal
+
+    # -- owned endpoints -------------------------------------------------
+
+    def needs_thread(self, route: Route) -> bool:
+        """Whether the ASGI adapter should run this route off the event loop."""
+        return route.heavy or self.service.storage.blocking
+
+    def handle(self, route: Route, request: Request) -> Response:
+        request_id = request_id_from(request.headers)
+        try:
+            response = self._dispatch(route, request, request_id)
+        except Exception as error:
+            return self._error_response(error, request_id)
+        self._storage_ok()
+        return response
+
+    def _dispatch(self, route: Route, request: Request, request_id: str) -> Response:
+        method = request.method
+        if method == "OPTIONS":
+            return Response(
+                204, [("allow", ", ".join(route.allowed)), ("x-request-id", request_id)]
+            )
+        lookup = "GET" if method == "HEAD" and "GET" in route.methods else method
+        if lookup not in route.methods:
+            raise MethodNotAllowed(route.allowed)
+        if route.name == "health":
+            return self._head(method, json_response(200, _HEALTH_BODY, request_id))
+        if route.name == "jwks":
+            body = wire.dump_json(self.service.jwks())
+            return self._head(method, json_response(200, body, request_id))
+
+        if request.body_too_large:
+            raise PayloadTooLarge
+        headers = request.headers
+        ctx = Context(
+            request_id,
+            source_address(request.peer, headers, self.settings.trusted_proxy_hops),
+        )
+        has_body = route.name not in _BODYLESS or bool(request.body)
+        parsed: dict[str, Any] | None = None
+        parse_error: ProblemError | None = None
+        if has_body:
+            try:
+                parsed = wire.parse_json_object(request.body)
+            except ProblemError as error:
+                parse_error = error
+        self.service.rate_limit(route.name, _rate_key(route, parsed), ctx)
+        if has_body and not _is_json(headers.get("content-type")):
+            raise UnsupportedMediaType
+        if parse_error is not None:
+            raise parse_error
+        body = parsed or {}
+        if route.client_id is not None:
+            wire.require_client_id(route.client_id, "id")
+        return self._call(route, body, headers, ctx, request_id)
+
+    def _call(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        ctx: Context,
+        request_id: str,
+    ) -> Response:
+        service = self.service
+        client_id = route.client_id or ""
+        admin = headers.get("x-admin-identity")
+        name = route.name
+        if name == "enroll":
+            answer, _ = service.enroll(body, ctx)
+            response = json_response(201, wire.dump_json(answer), request_id)
+            location = f"/v1/clients/{answer['clientIdentifier']}"
+            response.headers.append(("location", location))
+            return response
+        if name == "challenges":
+            return json_response(
+                200, wire.dump_json(service.issue_challenge(body, ctx)), request_id
+            )
+        if name == "verify":
+            return json_response(
+                200, wire.dump_json(service.verify(body, ctx)), request_id
+            )
+        if name == "rotate":
+            credentials = (
+                headers.get("authorization"),
+                headers.get("x-channel-binding"),
+            )
+            answer = service.rotate(client_id, body, credentials, ctx)
+            return json_response(200, wire.dump_json(answer), request_id)
+        if name == "revoke":
+            service.revoke(client_id, admin, ctx)
+            return Response(204, _common_headers(JSON, request_id)[1:])
+        if name == "suspend":
+            service.suspend(client_id, admin, ctx)
+            return Response(204, _common_headers(JSON, request_id)[1:])
+        if name == "recover":
+            return json_response(
+                200, wire.dump_json(service.recover(client_id, body, ctx)), request_id
+            )
+        answer = service.reactivate(client_id, body, admin, ctx)
+        return json_response(200, wire.dump_json(answer), request_id)
+
+    @staticmethod
+    def _head(method: str, response: Response) -> Response:
+        if method == "HEAD":
+            response.headers.append(("content-length", str(len(response.body))))
+            response.body = b""
+        return response
+
+    # -- failures --------------------------------------------------------
+
+    def _error_response(self, error: Exception, request_id: str) -> Response:
+        if isinstance(error, StorageUnavailable):
+            self._storage_down(error)
+            return problem_response(StorageUnavailableProblem(), request_id)
+        if isinstance(error, ProblemError):
+            return problem_response(error, request_id)
+        logger.error(
+            "internal error (request %s): %s",
+            request_id,
+            type(error).__name__,
+            exc_info=error,
+        )
+        return problem_response(InternalError(), request_id)
+
+    def _storage_down(self, error: StorageUnavailable) -> None:
+        with self._outage_lock:
+            if self._outage:
+                return
+            self._outage = True
+        logger.warning("storage unavailable: %s; answering 503 until it is back", error)
+
+    def _storage_ok(self) -> None:
+        if self._outage:
+            with self._outage_lock:
+                self._outage = False
+            logger.info("storage is back")
+
+
+def _rate_key(route: Route, body: dict[str, Any] | None) -> str | None:
+    if route.client_id is not None:
+        return route.client_id
+    candidate = body.get("clientIdentifier") if body else None
+    if isinstance(candidate, str) and CLIENT_ID_PATTERN.fullmatch(candidate):
+        return candidate
+    return None
+
+
+def content_length_too_large(value: str | None) -> bool:
+    """Whether a Content-Length header already announces too large a body."""
+    if value is None:
+        return False
+    try:
+        return int(value) > MAX_BODY_BYTES
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL storage schema, run by ``SQLStorage.migrate``."""

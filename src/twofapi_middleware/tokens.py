@@ -1,0 +1,290 @@
+"""EdDSA access tokens (PROTOCOL.md section 7).
+
+PyJWT owns the token format and the claims; the Ed25519 signatures are made
+and checked by PyNaCl (libsodium), about twice as fast as PyJWT's default
+backend. Keys are Ed25519 PKCS#8 PEM, identified by their RFC 7638
+thumbprint (``kid``).
+
+Expiry is checked here against the caller's ``now`` rather than by PyJWT,
+which would read the wall clock: the application's clock decides, so a fake
+clock works in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import nacl.exceptions
+import nacl.signing
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from jwt.algorithms import Algorithm
+
+from .constants import JTI_BYTES, TOKEN_TTL_SECONDS
+from .errors import ConfigurationError
+from .wire import b64url
+
+
+def binding_thumbprint(channel_binding: bytes) -> str:
+    """The ``cnf`` value of a channel binding: b64url(SHA-256(binding))."""
+    return b64url(hashlib.sha256(channel_binding).digest())
+
+
+class _NaClEdDSA(Algorithm):
+    """PyJWT algorithm ``EdDSA`` backed by PyNaCl."""
+
+    def prepare_key(self, key: Any) -> Any:
+        if isinstance(key, nacl.signing.SigningKey | nacl.signing.VerifyKey):
+            return key
+        raise TypeError("expected a PyNaCl SigningKey or VerifyKey")
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        signature: bytes = key.sign(msg).signature
+        return signature
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
+        try:
+            key.verify(msg, sig)
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
+        raise NotImplementedError("use VerificationKey.jwk()")
+
+    @staticmethod
+    def from_jwk(jwk: Any) -> Any:
+        raise NotImplementedError("JWKs are not accepted as keys")
+
+    def compute_hash_digest(self, bytestr: bytes) -> bytes:
+        raise NotImplementedError("EdDSA has no separate digest")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """An Ed25519 public key and its RFC 7638 thumbprint."""
+
+    public_bytes: bytes
+    kid: str
+    nacl_key: nacl.signing.VerifyKey
+
+    @classmethod
+    def from_public_bytes(cls, public_bytes: bytes) -> VerificationKey:
+        members = {"crv": "Ed25519", "kty": "OKP", "x": b64url(public_bytes)}
+        canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+        kid = b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+        return cls(public_bytes, kid, nacl.signing.VerifyKey(public_bytes))
+
+    def jwk(self) -> dict[str, str]:
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64url(self.public_bytes),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SigningKey:
+    """An Ed25519 private key; ``ephemeral`` when made up at start-up."""
+
+    nacl_key: nacl.signing.SigningKey
+    verification: VerificationKey
+    ephemeral: bool = False
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.verification.kid!r}, <redacted>)"
+
+    @classmethod
+    def from_seed(cls, seed: bytes, *, ephemeral: bool = False) -> SigningKey:
+        nacl_key = nacl.signing.SigningKey(seed)
+        public = bytes(nacl_key.verify_key)
+        return cls(nacl_key, VerificationKey.from_public_bytes(public), ephemeral)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls.from_seed(secrets.token_bytes(32), ephemeral=True)
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes) -> SigningKey:
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as error:
+            raise ConfigurationError(f"signing key is not a PEM key: {error}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigurationError("signing key must be an Ed25519 private key")
+        seed = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return cls.from_seed(seed)
+
+
+def generate_private_key_pem() -> str:
+    """A new Ed25519 private key as PKCS#8 PEM."""
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
+
+
+def load_verification_key(pem: str) -> VerificationKey:
+    """An extra verification key (rotation): a public or a private PEM key."""
+    data = pem.encode("ascii")
+    try:
+        if b"PRIVATE KEY" in data:
+            return SigningKey.from_pem(data).verification
+        key = serialization.load_pem_public_key(data)
+    except ValueError as error:
+        raise ConfigurationError(f"verification key is not PEM: {error}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigurationError("verification keys must be Ed25519 keys")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return VerificationKey.from_public_bytes(raw)
+
+
+class InvalidToken(Exception):
+    """Any reason a token is refused; deliberately without detail."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    token_id: str
+    issued_at: int
+    expires_at: int
+
+
+class TokenCodec:
+    """Issues and checks the signature and claims of access tokens."""
+
+    def __init__(
+        self,
+        signing_key: SigningKey,
+        extra_keys: Iterable[VerificationKey] = (),
+        *,
+        issuer: str,
+        audiences: tuple[str, ...],
+        leeway_seconds: int,
+    ) -> None:
+        self.signing_key = signing_key
+        keys = [signing_key.verification, *extra_keys]
+        self._keys = {key.kid: key for key in keys}
+        self.issuer = issuer
+        self.audiences = audiences
+        self.leeway_seconds = leeway_seconds
+        self._jwt = jwt.PyJWT(
+            {
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "require": ["iss", "sub", "aud", "exp", "iat", "cv"],
+            }
+        )
+        # PyJWT keeps its algorithms on its PyJWS; swap in the PyNaCl one.
+        jws = self._jwt._jws
+        if "EdDSA" in jws.get_algorithms():
+            jws.unregister_algorithm("EdDSA")
+        jws.register_algorithm("EdDSA", _NaClEdDSA())
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [key.jwk() for key in self._keys.values()]}
+
+    def issue(
+        self,
+        *,
+        client_id: str,
+        audience: str,
+        commitment_version: int,
+        channel_binding: bytes,
+        now: float,
+    ) -> IssuedToken:
+        issued_at = int(now)
+        expires_at = issued_at + TOKEN_TTL_SECONDS
+        token_id = b64url(secrets.token_bytes(JTI_BYTES))
+        claims = {
+            "iss": self.issuer,
+            "sub": client_id,
+            "aud": audience,
+            "iat": issued_at,
+            "exp": expires_at,
+            "jti": token_id,
+            "cnf": {"cb#S256": binding_thumbprint(channel_binding)},
+            "cv": commitment_version,
+        }
+        token = self._jwt.encode(
+            claims,
+            self.signing_key.nacl_key,
+            algorithm="EdDSA",
+            headers={"kid": self.signing_key.verification.kid, "typ": "JWT"},
+        )
+        return IssuedToken(token, token_id, issued_at, expires_at)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """Check signature, algorithm, kid, issuer, audience and required claims.
+
+        Expiry is not checked here (see :meth:`check_times`), so a decoded
+        token can be cached and re-checked against the clock on each use.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            key = self._keys.get(kid) if isinstance(kid, str) else None
+            if key is None or header.get("alg") != "EdDSA":
+                raise InvalidToken
+            claims: dict[str, Any] = self._jwt.decode(
+                token,
+                key.nacl_key,
+                algorithms=["EdDSA"],
+                audience=list(self.audiences),
+                issuer=self.issuer,
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise InvalidToken from None
+        if not _claims_well_typed(claims):
+            raise InvalidToken
+        return claims
+
+    def check_times(self, claims: dict[str, Any], now: float) -> None:
+        if now >= claims["exp"] + self.leeway_seconds:
+            raise InvalidToken
+        if claims["iat"] > now + self.leeway_seconds:
+            raise InvalidToken
+
+    @staticmethod
+    def binding_matches(claims: dict[str, Any], channel_binding: bytes) -> bool:
+        cnf = claims.get("cnf")
+        expected = cnf.get("cb#S256") if isinstance(cnf, dict) else None
+        if not isinstance(expected, str):
+            return False
+        return hmac.compare_digest(expected, binding_thumbprint(channel_binding))
+
+
+def _claims_well_typed(claims: dict[str, Any]) -> bool:
+    return (
+        isinstance(claims.get("sub"), str)
+        and isinstance(claims.get("aud"), str)
+        and type(claims.get("exp")) is int
+        and type(claims.get("iat")) is int
+        and type(claims.get("cv")) is int
+    )

@@ -1,0 +1,145 @@
+"""Strict decoding of what arrives on the wire, and encoding of what leaves.
+
+Python's defaults are lenient where this protocol is strict: ``b64decode``
+skips junk, ``json.loads`` accepts NaN and repeated keys and recurses until
+the interpreter gives up. Everything here refuses instead, with an error
+that names the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+from .constants import (
+    CHALLENGE_ID_PATTERN,
+    CLIENT_ID_PATTERN,
+    MAX_JSON_DEPTH,
+)
+from .errors import MalformedBody, ValidationFailed
+
+_B64_BODY = re.compile(r"[A-Za-z0-9+/]*")
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def decode_b64(value: object, field: str, sizes: Iterable[int] | None = None) -> bytes:
+    """Decode standard base64 strictly; ``sizes`` lists allowed decoded sizes.
+
+    Padding may be absent or complete. Characters outside the alphabet,
+    impossible lengths and non-zero leftover bits are refused.
+    """
+    if not isinstance(value, str):
+        raise ValidationFailed(field, "must be a base64 string")
+    body = value.rstrip("=")
+    padding = len(value) - len(body)
+    if (
+        padding > 2
+        or (padding and len(value) % 4)
+        or len(body) % 4 == 1
+        or not _B64_BODY.fullmatch(body)
+    ):
+        raise ValidationFailed(field, "is not valid base64")
+    try:
+        data = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(field, "is not valid base64") from None
+    # Non-zero bits after the last byte make a second spelling of the same
+    # bytes; canonical input re-encodes to itself.
+    if base64.b64encode(data).decode("ascii").rstrip("=") != body:
+        raise ValidationFailed(field, "is not valid base64")
+    if sizes is not None and len(data) not in tuple(sizes):
+        raise ValidationFailed(field, "has the wrong decoded length")
+    return data
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def require_client_id(value: object, field: str = "clientIdentifier") -> str:
+    if not isinstance(value, str) or not CLIENT_ID_PATTERN.fullmatch(value):
+        raise ValidationFailed(field, "must be 1 to 128 characters of [A-Za-z0-9._-]")
+    return value
+
+
+def require_challenge_id(value: object, field: str = "challengeId") -> str:
+    if not isinstance(value, str) or not CHALLENGE_ID_PATTERN.fullmatch(value):
+        raise ValidationFailed(field, "must be 1 to 128 characters of [A-Za-z0-9_-]")
+    return value
+
+
+def require_string(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationFailed(field, "must be a string")
+    return value
+
+
+def iso_time(timestamp: float) -> str:
+    """ISO 8601 UTC with milliseconds and ``Z``."""
+    seconds = int(timestamp)
+    millis = int(round((timestamp - seconds) * 1000))
+    if millis == 1000:
+        seconds, millis = seconds + 1, 0
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{millis:03d}Z"
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise MalformedBody
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise MalformedBody
+    return result
+
+
+def _nesting_depth(body: bytes) -> int:
+    depth = deepest = 0
+    for match in _JSON_TOKENS.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be one JSON object, strictly."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBody from None
+    if b"[" in body or b"{" in body.lstrip()[1:]:
+        if _nesting_depth(body) > MAX_JSON_DEPTH:
+            raise MalformedBody
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_object_without_duplicates,
+            parse_constant=_refuse_constant,
+        )
+    except (ValueError, RecursionError):
+        raise MalformedBody from None
+    if not isinstance(value, dict):
+        raise MalformedBody
+    return value
+
+
+def dump_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
