@@ -7,6 +7,9 @@ then finds the client in ``scope["twofapi.principal"]`` (and Starlette's
 pass straight through. On guarded routes the request body is never read,
 so uploads and streamed responses flow untouched.
 
+With ``guard=False`` it serves only its own endpoints and passes every
+other request through, for integrations that guard after routing.
+
 Storage calls run in a bounded thread pool when the backend blocks, so the
 event loop never waits on the network.
 """
@@ -53,12 +56,14 @@ class TwoFApiMiddleware:
         *,
         service: TwoFApi | None = None,
         storage: Storage | None = None,
+        guard: bool = True,
     ) -> None:
         self.app = app
         if service is None:
             service = TwoFApi(settings or Settings.from_env(), storage)
         self.service = service
         self.frontend = Frontend(service)
+        self.guard = guard
         self._executor = ThreadPoolExecutor(
             max_workers=service.settings.storage_threads,
             thread_name_prefix="twofapi",
@@ -73,6 +78,9 @@ class TwoFApiMiddleware:
                 await self._serve_endpoint(route, scope, receive, send)
                 return
         elif kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if not self.guard:
             await self.app(scope, receive, send)
             return
 

@@ -4,6 +4,10 @@ The WSGI twin of :mod:`twofapi_middleware.asgi`: the same paths, the same
 answers (both come from :mod:`twofapi_middleware.http`). The authenticated
 client reaches the app as ``environ["twofapi.principal"]``. On guarded
 routes ``wsgi.input`` is never touched.
+
+With ``guard=False`` it only serves its own endpoints and leaves every other
+request to the app: framework integrations that guard after routing (so
+that per-view markers work) use it that way.
 """
 
 from __future__ import annotations
@@ -49,12 +53,14 @@ class TwoFApiWSGIMiddleware:
         *,
         service: TwoFApi | None = None,
         storage: Storage | None = None,
+        guard: bool = True,
     ) -> None:
         self.app = app
         if service is None:
             service = TwoFApi(settings or Settings.from_env(), storage)
         self.service = service
         self.frontend = Frontend(service)
+        self.guard = guard
 
     def __call__(
         self, environ: Environ, start_response: StartResponse
@@ -72,7 +78,7 @@ class TwoFApiWSGIMiddleware:
             request = Request(method, path, headers, body, peer, too_large)
             return _respond(start_response, self.frontend.handle(route, request))
 
-        if self.frontend.is_excluded(method, path, headers):
+        if not self.guard or self.frontend.is_excluded(method, path, headers):
             return self.app(environ, start_response)
         result = self.frontend.authenticate(headers, peer)
         if isinstance(result, Response):
