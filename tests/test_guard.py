@@ -29,14 +29,20 @@ def issue_token(service: TwoFApi, client_id: str = "alice") -> tuple[str, bytes]
     pop = crypto.prove(opening, lambda c, a: crypto.pop_transcript(c, a, client_id))
     ctx = Context()
     service.enroll(
-        {"clientIdentifier": client_id, "commitment": b64(commitment),
-         "proofOfPossession": b64(pop)},
+        {
+            "clientIdentifier": client_id,
+            "commitment": b64(commitment),
+            "proofOfPossession": b64(pop),
+        },
         ctx,
     )
     binding = os.urandom(32)
     challenge = service.issue_challenge(
-        {"clientIdentifier": client_id, "credential": b64(b"k"),
-         "channelBinding": b64(binding)},
+        {
+            "clientIdentifier": client_id,
+            "credential": b64(b"k"),
+            "channelBinding": b64(binding),
+        },
         ctx,
     )
     nonce = base64.b64decode(challenge["nonce"])
@@ -45,9 +51,13 @@ def issue_token(service: TwoFApi, client_id: str = "alice") -> tuple[str, bytes]
         lambda c, a: crypto.auth_transcript(c, a, client_id, nonce, binding),
     )
     answer = service.verify(
-        {"clientIdentifier": client_id, "challengeId": challenge["challengeId"],
-         "proof": b64(proof), "channelBinding": b64(binding),
-         "domainSeparationTag": "2FApi-v1.0-Sigma"},
+        {
+            "clientIdentifier": client_id,
+            "challengeId": challenge["challengeId"],
+            "proof": b64(proof),
+            "channelBinding": b64(binding),
+            "domainSeparationTag": "2FApi-v1.0-Sigma",
+        },
         ctx,
     )
     return answer["accessToken"], binding
@@ -67,12 +77,21 @@ class Spy:
         return {"type": "http.request", "body": self.chunk, "more_body": more}
 
 
-def http_scope(path: str, token: str | None = None, method: str = "GET") -> dict[str, Any]:
+def http_scope(
+    path: str, token: str | None = None, method: str = "GET"
+) -> dict[str, Any]:
     headers = [(b"host", b"test")]
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
-    return {"type": "http", "method": method, "path": path, "headers": headers,
-            "client": ("127.0.0.1", 5000), "query_string": b"", "root_path": ""}
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "query_string": b"",
+        "root_path": "",
+    }
 
 
 def run_asgi(app: Any, scope: dict[str, Any], receive: Any) -> list[dict[str, Any]]:
@@ -100,7 +119,9 @@ def test_asgi_guard_never_reads_the_body_and_hands_over_a_frozen_principal(servi
         await send({"type": "http.response.body", "body": b""})
 
     spy = Spy()
-    sent = run_asgi(TwoFApiMiddleware(app, service=service), http_scope("/x", token), spy)
+    sent = run_asgi(
+        TwoFApiMiddleware(app, service=service), http_scope("/x", token), spy
+    )
     assert sent[0]["status"] == 204
     assert spy.calls == 0
     principal = seen["twofapi.principal"]
@@ -172,8 +193,10 @@ def test_exclusions_and_cors_preflight_pass_unguarded(service):
     middleware = TwoFApiMiddleware(app, service=service)
     assert run_asgi(middleware, http_scope("/public/a"), Spy())[0]["status"] == 200
     preflight = http_scope("/private", method="OPTIONS")
-    preflight["headers"] += [(b"origin", b"https://x"),
-                             (b"access-control-request-method", b"GET")]
+    preflight["headers"] += [
+        (b"origin", b"https://x"),
+        (b"access-control-request-method", b"GET"),
+    ]
     assert run_asgi(middleware, preflight, Spy())[0]["status"] == 200
     plain_options = http_scope("/private", method="OPTIONS")
     assert run_asgi(middleware, plain_options, Spy())[0]["status"] == 401
@@ -181,8 +204,13 @@ def test_exclusions_and_cors_preflight_pass_unguarded(service):
 
 
 def websocket_scope(headers: list[tuple[bytes, bytes]], subprotocols: list[str]):
-    return {"type": "websocket", "path": "/ws", "headers": headers,
-            "subprotocols": subprotocols, "client": ("127.0.0.1", 1)}
+    return {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": headers,
+        "subprotocols": subprotocols,
+        "client": ("127.0.0.1", 1),
+    }
 
 
 def test_websocket_with_header_token_or_subprotocol(service):
@@ -207,7 +235,9 @@ def test_websocket_with_header_token_or_subprotocol(service):
     assert sent == [{"type": "websocket.accept", "subprotocol": "twofapi.bearer"}]
     assert accepted[1] == ("alice", ["twofapi.bearer", "chat"])
 
-    refused = run_asgi(middleware, websocket_scope([], ["twofapi.bearer", "x.y.z"]), receive)
+    refused = run_asgi(
+        middleware, websocket_scope([], ["twofapi.bearer", "x.y.z"]), receive
+    )
     assert refused == [{"type": "websocket.close", "code": 1008}]
     assert len(accepted) == 2
 
@@ -228,8 +258,13 @@ class SpyInput(io.RawIOBase):
 
 
 def wsgi_environ(path: str, token: str | None, stream: Any, length: int = 0):
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1",
-               "wsgi.input": stream, "CONTENT_LENGTH": str(length)}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": stream,
+        "CONTENT_LENGTH": str(length),
+    }
     if token:
         environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return environ
@@ -251,13 +286,16 @@ def test_wsgi_guard_never_reads_input_and_streams_100_mb(service):
     middleware = TwoFApiWSGIMiddleware(app, service=service)
     refused_input = SpyInput(10)
     statuses = []
-    middleware(wsgi_environ("/x", None, refused_input, 10),
-               lambda s, h: statuses.append(s))
+    middleware(
+        wsgi_environ("/x", None, refused_input, 10), lambda s, h: statuses.append(s)
+    )
     assert statuses == ["401 Unauthorized"] and refused_input.reads == 0
 
     tracemalloc.start()
-    body = middleware(wsgi_environ("/up", token, SpyInput(100 * MB), 100 * MB),
-                      lambda s, h: statuses.append(s))
+    body = middleware(
+        wsgi_environ("/up", token, SpyInput(100 * MB), 100 * MB),
+        lambda s, h: statuses.append(s),
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert list(body) == [b"a", b"b"]

@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +188,8 @@ class Frontend:
     def __init__(self, service: TwoFApi) -> None:
         self.service = service
         self.settings = service.settings
-        self._outage = False
+        # When the current storage outage began (monotonic), or None.
+        self._outage_since: float | None = None
         self._outage_lock = threading.Lock()
 
     # -- guard -----------------------------------------------------------
@@ -212,13 +214,14 @@ class Frontend:
         ctx = Context(
             None, source_address(peer, headers, self.settings.trusted_proxy_hops)
         )
+        started = time.monotonic()
         try:
             principal = self.service.authenticate(
                 headers.get("authorization"), headers.get("x-channel-binding"), ctx
             )
-        except (Unauthorized, StorageUnavailable, Exception) as error:
+        except Exception as error:
             return self._error_response(error, request_id_from(headers))
-        self._storage_ok()
+        self._storage_ok(started)
         return principal
 
     # -- owned endpoints -------------------------------------------------
@@ -229,11 +232,13 @@ class Frontend:
 
     def handle(self, route: Route, request: Request) -> Response:
         request_id = request_id_from(request.headers)
+        started = time.monotonic()
         try:
             response = self._dispatch(route, request, request_id)
         except Exception as error:
             return self._error_response(error, request_id)
-        self._storage_ok()
+        if route.name not in ("health", "jwks"):
+            self._storage_ok(started)
         return response
 
     def _dispatch(self, route: Route, request: Request, request_id: str) -> Response:
@@ -347,16 +352,25 @@ class Frontend:
 
     def _storage_down(self, error: StorageUnavailable) -> None:
         with self._outage_lock:
-            if self._outage:
+            if self._outage_since is not None:
                 return
-            self._outage = True
+            self._outage_since = time.monotonic()
         logger.warning("storage unavailable: %s; answering 503 until it is back", error)
 
-    def _storage_ok(self) -> None:
-        if self._outage:
-            with self._outage_lock:
-                self._outage = False
-            logger.info("storage is back")
+    def _storage_ok(self, started: float) -> None:
+        """A request that began after the outage did succeed: it is over.
+
+        Requests already in flight when the store went away may still
+        succeed; they say nothing about whether it is back.
+        """
+        since = self._outage_since
+        if since is None or started <= since:
+            return
+        with self._outage_lock:
+            if self._outage_since is None or started <= self._outage_since:
+                return
+            self._outage_since = None
+        logger.info("storage is back")
 
 
 def _rate_key(route: Route, body: dict[str, Any] | None) -> str | None:
