@@ -31,7 +31,6 @@ from .errors import (
     ProblemError,
     StorageUnavailable,
     StorageUnavailableProblem,
-    Unauthorized,
     UnsupportedMediaType,
 )
 from .models import Principal
@@ -276,10 +275,9 @@ class Frontend:
             raise UnsupportedMediaType
         if parse_error is not None:
             raise parse_error
-        body = parsed or {}
         if route.client_id is not None:
             wire.require_client_id(route.client_id, "id")
-        return self._call(route, body, headers, ctx, request_id)
+        return self._call(route, parsed or {}, headers, ctx, request_id)
 
     def _call(
         self,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class ClientStatus(str, enum.Enum):
+class ClientStatus(enum.StrEnum):
     """The lifecycle state of an enrolled client (PROTOCOL.md section 8)."""
 
     ACTIVE = "active"

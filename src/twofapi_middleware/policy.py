@@ -36,7 +36,7 @@ class LockoutPolicy:
 
     def lockout_seconds(self, streak: int) -> int:
         """Duration of the ``streak``-th lockout in a row (1-based)."""
-        doubled = self.first_seconds * 2 ** min(max(streak - 1, 0), 32)
+        doubled = self.first_seconds << min(max(streak - 1, 0), 32)
         return min(doubled, max(self.max_seconds, self.first_seconds))
 
 

@@ -98,10 +98,10 @@ class Argon2Gate:
 
     def verify(self, stored_hash: str | None, phrase: str) -> bool:
         """Check ``phrase``; with no stored hash, burn the same work and fail."""
+        known = stored_hash is not None
         if stored_hash is None:
-            stored_hash, known = self._dummy(), False
-        else:
-            known = True
+            stored_hash = self._dummy()
+        matched: bool
         with self._slot():
             try:
                 matched = self._hasher.verify(stored_hash, phrase)

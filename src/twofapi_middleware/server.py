@@ -164,7 +164,7 @@ def run_serve(
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
     else:
         server.run(sockets=[sock])
     sys.exit(0)

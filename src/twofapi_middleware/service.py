@@ -261,10 +261,10 @@ class TwoFApi:
         now = self.clock()
         challenge = self.storage.take_challenge(challenge_id, client_id)
         if challenge is None or challenge.is_expired(now):
-            return self._refuse_verify(client_id, proof, binding, ctx, "no-challenge")
+            raise self._refused_verify(client_id, proof, binding, ctx, "no-challenge")
         if not challenge.binding_matches(binding):
             self._count_failure(client_id, ctx)
-            return self._refuse_verify(client_id, proof, binding, ctx, "binding")
+            raise self._refused_verify(client_id, proof, binding, ctx, "binding")
 
         record = self.storage.get_client(client_id)
         usable = (
@@ -273,7 +273,7 @@ class TwoFApi:
             and record.commitment_version == challenge.commitment_version
         )
         if record is None or not usable:
-            return self._refuse_verify(client_id, proof, binding, ctx, "client")
+            raise self._refused_verify(client_id, proof, binding, ctx, "client")
 
         if any_proof:
             verdict = crypto.Verdict.VALID
@@ -321,16 +321,16 @@ class TwoFApi:
             raise ValidationFailed("targetAudience", "is not a configured audience")
         return audience
 
-    def _refuse_verify(
+    def _refused_verify(
         self, client_id: str, proof: bytes, binding: bytes, ctx: Context, why: str
-    ) -> Any:
+    ) -> VerificationRefused:
         # The same native work as a real check, so timing does not tell why.
         transcript = partial(
             _auth_transcript, client_id=client_id, nonce=_ZERO_NONCE, binding=binding
         )
         crypto.check_proof(crypto.DUMMY_COMMITMENT, proof, transcript)
         self._emit(audit.VERIFICATION_REFUSED, client_id, ctx, why)
-        raise VerificationRefused
+        return VerificationRefused()
 
     def _count_failure(self, client_id: str, ctx: Context) -> None:
         now = self.clock()

@@ -232,9 +232,12 @@ class TokenCodec:
             "cnf": {"cb#S256": binding_thumbprint(channel_binding)},
             "cv": commitment_version,
         }
+        # PyJWT's annotations list only its own key types; the registered
+        # PyNaCl algorithm takes PyNaCl keys.
+        nacl_key: Any = self.signing_key.nacl_key
         token = self._jwt.encode(
             claims,
-            self.signing_key.nacl_key,
+            nacl_key,
             algorithm="EdDSA",
             headers={"kid": self.signing_key.verification.kid, "typ": "JWT"},
         )
@@ -252,9 +255,10 @@ class TokenCodec:
             key = self._keys.get(kid) if isinstance(kid, str) else None
             if key is None or header.get("alg") != "EdDSA":
                 raise InvalidToken
+            verify_key: Any = key.nacl_key
             claims: dict[str, Any] = self._jwt.decode(
                 token,
-                key.nacl_key,
+                verify_key,
                 algorithms=["EdDSA"],
                 audience=list(self.audiences),
                 issuer=self.issuer,

@@ -87,7 +87,7 @@ def require_string(value: object, field: str) -> str:
 def iso_time(timestamp: float) -> str:
     """ISO 8601 UTC with milliseconds and ``Z``."""
     seconds = int(timestamp)
-    millis = int(round((timestamp - seconds) * 1000))
+    millis = round((timestamp - seconds) * 1000)
     if millis == 1000:
         seconds, millis = seconds + 1, 0
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
@@ -125,9 +125,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedBody from None
-    if b"[" in body or b"{" in body.lstrip()[1:]:
-        if _nesting_depth(body) > MAX_JSON_DEPTH:
-            raise MalformedBody
+    # A flat object, the usual case, needs no depth scan.
+    nested = b"[" in body or b"{" in body.lstrip()[1:]
+    if nested and _nesting_depth(body) > MAX_JSON_DEPTH:
+        raise MalformedBody
     try:
         value = json.loads(
             text,
