@@ -243,9 +243,8 @@ class Frontend:
     def _dispatch(self, route: Route, request: Request, request_id: str) -> Response:
         method = request.method
         if method == "OPTIONS":
-            return Response(
-                204, [("allow", ", ".join(route.allowed)), ("x-request-id", request_id)]
-            )
+            allow = ("allow", ", ".join(route.allowed))
+            return Response(204, [allow, *_common_headers(JSON, request_id)[1:]])
         lookup = "GET" if method == "HEAD" and "GET" in route.methods else method
         if lookup not in route.methods:
             raise MethodNotAllowed(route.allowed)
