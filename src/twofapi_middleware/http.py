@@ -8,6 +8,7 @@ codes, headers and problem bodies is decided here, once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -29,6 +30,7 @@ from .errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ProblemError,
+    RateLimited,
     StorageUnavailable,
     StorageUnavailableProblem,
     UnsupportedMediaType,
@@ -210,8 +212,11 @@ class Frontend:
         self, headers: Mapping[str, str], peer: str | None
     ) -> Principal | Response:
         """The principal, or the 401 (or 503) response to send instead."""
+        # The audit event of a refusal names the request id its answer carries.
+        request_id = request_id_from(headers)
         ctx = Context(
-            None, source_address(peer, headers, self.settings.trusted_proxy_hops)
+            request_id,
+            source_address(peer, headers, self.settings.trusted_proxy_hops),
         )
         started = time.monotonic()
         try:
@@ -219,7 +224,7 @@ class Frontend:
                 headers.get("authorization"), headers.get("x-channel-binding"), ctx
             )
         except Exception as error:
-            return self._error_response(error, request_id_from(headers))
+            return self._error_response(error, request_id)
         self._storage_ok(started)
         return principal
 
@@ -254,13 +259,17 @@ class Frontend:
             body = wire.dump_json(self.service.jwks())
             return self._head(method, json_response(200, body, request_id))
 
-        if request.body_too_large:
-            raise PayloadTooLarge
         headers = request.headers
         ctx = Context(
             request_id,
             source_address(request.peer, headers, self.settings.trusted_proxy_hops),
         )
+        if request.body_too_large:
+            # Every request counts toward the limits, but 413 wins over 429
+            # (and needs no storage to be decided).
+            with contextlib.suppress(RateLimited, StorageUnavailable):
+                self.service.rate_limit(route.name, _rate_key(route, None), ctx)
+            raise PayloadTooLarge
         has_body = route.name not in _BODYLESS or bool(request.body)
         parsed: dict[str, Any] | None = None
         parse_error: ProblemError | None = None

@@ -78,6 +78,7 @@ class Argon2Gate:
         self._limit = concurrency + queue
         self._lock = threading.Lock()
         self._dummy_hash: str | None = None
+        self._dummy_lock = threading.Lock()
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
@@ -99,10 +100,10 @@ class Argon2Gate:
     def verify(self, stored_hash: str | None, phrase: str) -> bool:
         """Check ``phrase``; with no stored hash, burn the same work and fail."""
         known = stored_hash is not None
-        if stored_hash is None:
-            stored_hash = self._dummy()
         matched: bool
         with self._slot():
+            if stored_hash is None:
+                stored_hash = self._dummy()
             try:
                 matched = self._hasher.verify(stored_hash, phrase)
             except (
@@ -113,6 +114,9 @@ class Argon2Gate:
         return matched and known
 
     def _dummy(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = self._hasher.hash(" ".join(new_phrase()))
-        return self._dummy_hash
+        # Made once, inside a slot: a flood of unknown identifiers must not
+        # run a burst of uncapped hashes before the first one is ready.
+        with self._dummy_lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(" ".join(new_phrase()))
+            return self._dummy_hash

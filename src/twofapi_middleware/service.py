@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Callable
@@ -120,7 +121,8 @@ class TwoFApi:
             count, window_end = self.storage.hit(key, window, now)
             if count > limit:
                 self._emit(audit.RATE_LIMITED, client_id, ctx, "refused")
-                raise RateLimited(int(window_end - now) + 1)
+                # Whole seconds until the window ends: never past it.
+                raise RateLimited(max(1, math.ceil(window_end - now)))
 
     # -- enrollment ------------------------------------------------------
 
@@ -622,6 +624,10 @@ class TwoFApi:
         outcome: str = "ok",
         details: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        if self._audit_sink is audit.log_event and not audit.audit_logger.isEnabledFor(
+            logging.INFO
+        ):
+            return  # the default hook would drop it: build nothing
         event = AuditEvent(
             kind=kind,
             client_id=client_id,
