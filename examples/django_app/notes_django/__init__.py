@@ -1,0 +1,1 @@
+"""The Django notes example: settings, URLs and views."""

@@ -1,0 +1,42 @@
+"""Serve the Flask notes example with waitress.
+
+    python examples/flask_app/run.py --port 8000 [--storage URL]
+
+``TWOFAPI_*`` environment variables go into the app's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from notes_flask import create_app
+from waitress import serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free one")
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get("TWOFAPI_STORAGE_URL", "memory://"),
+        help="2FApi storage URL (default memory://)",
+    )
+    args = parser.parse_args(argv)
+
+    config = {k: v for k, v in os.environ.items() if k.startswith("TWOFAPI_")}
+    config["TWOFAPI_STORAGE_URL"] = args.storage
+    app = create_app(config)
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.create_server((args.host, args.port), family=family)
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"[2FApi] Listening on http://{shown}:{port}", flush=True)
+    serve(app, sockets=[sock], threads=8)
+
+
+if __name__ == "__main__":
+    main()
