@@ -1,8 +1,12 @@
 """EdDSA access tokens (PROTOCOL.md section 7).
 
-PyJWT owns the token format and the claims; the Ed25519 signatures are made
-and checked by PyNaCl (libsodium), about twice as fast as PyJWT's default
-backend. Keys are Ed25519 PKCS#8 PEM, identified by their RFC 7638
+Compact JWS with one fixed header, written and read here: PyJWT's generic
+path parsed every token twice and cost more than the signature check on a
+fresh token. The Ed25519 signatures are made and checked by PyNaCl
+(libsodium). Reading is strict: three canonical unpadded base64url
+segments, the algorithm pinned to EdDSA, a known ``kid``, no ``crit``
+extensions, then the claim checks PyJWT made with the options this codec
+gave it. Keys are Ed25519 PKCS#8 PEM, identified by their RFC 7638
 thumbprint (``kid``).
 
 Expiry is checked here against the caller's ``now`` rather than by PyJWT,
@@ -12,15 +16,18 @@ clock works in tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 from cryptography.hazmat.primitives import serialization
@@ -28,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from jwt.algorithms import Algorithm
 
 from .constants import JTI_BYTES, TOKEN_TTL_SECONDS
 from .errors import ConfigurationError
@@ -40,35 +46,33 @@ def binding_thumbprint(channel_binding: bytes) -> str:
     return b64url(hashlib.sha256(channel_binding).digest())
 
 
-class _NaClEdDSA(Algorithm):
-    """PyJWT algorithm ``EdDSA`` backed by PyNaCl."""
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "cv")
+_SIGNATURE_BYTES = 64
 
-    def prepare_key(self, key: Any) -> Any:
-        if isinstance(key, nacl.signing.SigningKey | nacl.signing.VerifyKey):
-            return key
-        raise TypeError("expected a PyNaCl SigningKey or VerifyKey")
 
-    def sign(self, msg: bytes, key: Any) -> bytes:
-        signature: bytes = key.sign(msg).signature
-        return signature
+def _segment(text: str) -> bytes:
+    """One unpadded base64url segment, refused unless canonical."""
+    if len(text) % 4 == 1 or not _SEGMENT.fullmatch(text):
+        raise InvalidToken
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken from None
+    # Non-zero leftover bits would make a second spelling of the same bytes.
+    if b64url(data) != text:
+        raise InvalidToken
+    return data
 
-    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
-        try:
-            key.verify(msg, sig)
-        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-            return False
-        return True
 
-    @staticmethod
-    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
-        raise NotImplementedError("use VerificationKey.jwk()")
-
-    @staticmethod
-    def from_jwk(jwk: Any) -> Any:
-        raise NotImplementedError("JWKs are not accepted as keys")
-
-    def compute_hash_digest(self, bytestr: bytes) -> bytes:
-        raise NotImplementedError("EdDSA has no separate digest")
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise InvalidToken from None
+    if not isinstance(value, dict):
+        raise InvalidToken
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,19 +197,13 @@ class TokenCodec:
         self.issuer = issuer
         self.audiences = audiences
         self.leeway_seconds = leeway_seconds
-        self._jwt = jwt.PyJWT(
-            {
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-                "require": ["iss", "sub", "aud", "exp", "iat", "cv"],
-            }
-        )
-        # PyJWT keeps its algorithms on its PyJWS; swap in the PyNaCl one.
-        jws = self._jwt._jws
-        if "EdDSA" in jws.get_algorithms():
-            jws.unregister_algorithm("EdDSA")
-        jws.register_algorithm("EdDSA", _NaClEdDSA())
+        # Sorted keys, compact separators: the bytes PyJWT used to write.
+        header = {"alg": "EdDSA", "kid": signing_key.verification.kid, "typ": "JWT"}
+        self._header_segment = b64url(_compact_json(header))
+        # libsodium's own calls: PyNaCl's key objects wrap every signature
+        # in a SignedMessage, a fifth of the cost of signing a token.
+        seed = bytes(signing_key.nacl_key)
+        self._secret_key = nacl.bindings.crypto_sign_seed_keypair(seed)[1]
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.jwk() for key in self._keys.values()]}
@@ -232,15 +230,10 @@ class TokenCodec:
             "cnf": {"cb#S256": binding_thumbprint(channel_binding)},
             "cv": commitment_version,
         }
-        # PyJWT's annotations list only its own key types; the registered
-        # PyNaCl algorithm takes PyNaCl keys.
-        nacl_key: Any = self.signing_key.nacl_key
-        token = self._jwt.encode(
-            claims,
-            nacl_key,
-            algorithm="EdDSA",
-            headers={"kid": self.signing_key.verification.kid, "typ": "JWT"},
-        )
+        signing_input = f"{self._header_segment}.{b64url(_compact_json(claims))}"
+        signed = nacl.bindings.crypto_sign(signing_input.encode(), self._secret_key)
+        signature = signed[: nacl.bindings.crypto_sign_BYTES]
+        token = f"{signing_input}.{b64url(signature)}"
         return IssuedToken(token, token_id, issued_at, expires_at)
 
     def decode(self, token: str) -> dict[str, Any]:
@@ -249,23 +242,38 @@ class TokenCodec:
         Expiry is not checked here (see :meth:`check_times`), so a decoded
         token can be cached and re-checked against the clock on each use.
         """
+        segments = token.split(".")
+        if len(segments) != 3:
+            raise InvalidToken
+        header_segment, payload_segment, signature_segment = segments
+        header = _json_object(_segment(header_segment))
+        payload = _segment(payload_segment)
+        signature = _segment(signature_segment)
+
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        # No JWS extension is understood, so none may be critical (RFC 7515
+        # section 4.1.11); b64=false (RFC 7797) would change what is signed.
+        if (
+            key is None
+            or header.get("alg") != "EdDSA"
+            or "crit" in header
+            or header.get("b64", True) is False
+            or len(signature) != _SIGNATURE_BYTES
+        ):
+            raise InvalidToken
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
         try:
-            header = jwt.get_unverified_header(token)
-            kid = header.get("kid")
-            key = self._keys.get(kid) if isinstance(kid, str) else None
-            if key is None or header.get("alg") != "EdDSA":
-                raise InvalidToken
-            verify_key: Any = key.nacl_key
-            claims: dict[str, Any] = self._jwt.decode(
-                token,
-                verify_key,
-                algorithms=["EdDSA"],
-                audience=list(self.audiences),
-                issuer=self.issuer,
-            )
-        except (jwt.PyJWTError, ValueError, TypeError):
+            nacl.bindings.crypto_sign_open(signature + signing_input, key.public_bytes)
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
             raise InvalidToken from None
-        if not _claims_well_typed(claims):
+
+        claims = _json_object(payload)
+        if any(claims.get(name) is None for name in _REQUIRED_CLAIMS):
+            raise InvalidToken
+        if claims["iss"] != self.issuer or claims["aud"] not in self.audiences:
+            raise InvalidToken
+        if not isinstance(claims.get("jti", ""), str) or not _claims_well_typed(claims):
             raise InvalidToken
         return claims
 
@@ -282,6 +290,13 @@ class TokenCodec:
         if not isinstance(expected, str):
             return False
         return hmac.compare_digest(expected, binding_thumbprint(channel_binding))
+
+
+_COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _compact_json(value: dict[str, Any]) -> bytes:
+    return _COMPACT_ENCODER.encode(value).encode("ascii")
 
 
 def _claims_well_typed(claims: dict[str, Any]) -> bool:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 
 from ..models import Challenge, ClientRecord
 from .base import PURGE_GRACE_SECONDS, SCHEMA_VERSION
+
+# Each put looks at this many of the oldest challenges, so reclaiming costs
+# a bounded step per issue and keeps up with any rate of issuing.
+_RECLAIM_SLICE = 4
 
 
 class MemoryStorage:
@@ -26,6 +31,7 @@ class MemoryStorage:
         self._clients: dict[str, ClientRecord] = {}
         self._challenges: dict[str, Challenge] = {}
         self._pending: dict[str, str] = {}  # client id -> challenge id
+        self._issued: deque[str] = deque()  # challenge ids, oldest first
         self._counters: dict[str, tuple[float, int]] = {}  # key -> (end, count)
         self._next_counter_purge = 0.0
 
@@ -59,11 +65,31 @@ class MemoryStorage:
 
     def put_challenge(self, challenge: Challenge, now: float) -> None:
         with self._lock:
+            self._reclaim(now)
             earlier = self._pending.get(challenge.client_id)
             if earlier is not None:
                 self._challenges.pop(earlier, None)
             self._challenges[challenge.challenge_id] = challenge
             self._pending[challenge.client_id] = challenge.challenge_id
+            self._issued.append(challenge.challenge_id)
+
+    def _reclaim(self, now: float) -> None:
+        """Drop a slice of the oldest challenges: expired ones, and the ids
+        of those already taken or withdrawn. Stops at a live one; issue
+        order is expiry order, as every challenge lives equally long."""
+        horizon = now - PURGE_GRACE_SECONDS
+        issued = self._issued
+        for _ in range(_RECLAIM_SLICE):
+            if not issued:
+                return
+            oldest = self._challenges.get(issued[0])
+            if oldest is not None:
+                if oldest.expires_at >= horizon:
+                    return
+                del self._challenges[oldest.challenge_id]
+                if self._pending.get(oldest.client_id) == oldest.challenge_id:
+                    del self._pending[oldest.client_id]
+            issued.popleft()
 
     def take_challenge(self, challenge_id: str, client_id: str) -> Challenge | None:
         with self._lock:
