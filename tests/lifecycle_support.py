@@ -5,12 +5,20 @@ with the library's own crypto; a :class:`Harness` is the demo app behind the
 ASGI middleware, driven through Starlette's TestClient, with a FakeClock and
 any storage backend. :class:`Backend` opens a backend by name, migrated and
 clean for the test; a backend whose server is down fails the test (it is
-never skipped).
+never skipped). :func:`start_server` and :func:`run_cli` run the real
+``twofapi`` command for the multi-process and command-line suites.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,6 +38,7 @@ from twofapi_middleware.models import ClientRecord
 from twofapi_middleware.server import demo_app
 from twofapi_middleware.storage import Storage, open_storage, redact_url
 from twofapi_middleware.testing import TEST_ADMIN_SECRET, FakeClock, fast_settings
+from twofapi_middleware.tokens import generate_private_key_pem
 from twofapi_middleware.wire import encode_b64
 
 # Every backend, with the server markers of the storage suites; their
@@ -386,3 +395,143 @@ def harness_for(backend: str, tmp_path: Path, **overrides: Any) -> Iterator[Harn
             harness.close()
     finally:
         opened.close()
+
+
+# -- real server processes ---------------------------------------------------
+
+_LISTENING = re.compile(r"\[2FApi\] Listening on (http://\S+)")
+
+
+def twofapi_command() -> list[str]:
+    """The installed ``twofapi`` console script of this interpreter."""
+    script = Path(sys.executable).with_name("twofapi")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("twofapi")
+    assert found, "the twofapi console script is not installed"
+    return [found]
+
+
+def production_env(storage_url: str, **extra: str) -> dict[str, str]:
+    """What a production server needs, and nothing inherited: a signing
+    key, the admin secret, the storage, cheap Argon2, no rate limits."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("TWOFAPI_") or name.startswith("TWOFAPI_TEST_")
+    }
+    env.update(
+        TWOFAPI_ENV="production",
+        TWOFAPI_SIGNING_KEY=generate_private_key_pem(),
+        TWOFAPI_ADMIN_SECRET=TEST_ADMIN_SECRET,
+        TWOFAPI_STORAGE_URL=storage_url,
+        TWOFAPI_RATE_LIMIT_PER_ADDRESS="0",
+        TWOFAPI_RATE_LIMIT_PER_CLIENT="0",
+        TWOFAPI_ARGON2_MEMORY_KIB="64",
+        TWOFAPI_ARGON2_TIME_COST="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``twofapi ARGS`` to completion, ``stdin`` as its standard input."""
+    return subprocess.run(
+        [*twofapi_command(), *args],
+        env=env,
+        cwd=cwd,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class ServerProcess:
+    """A ``twofapi serve`` child process and the URL it listens on."""
+
+    url: str
+    process: subprocess.Popen[str]
+    output: list[str]
+
+
+def start_server(storage_url: str, env: dict[str, str]) -> ServerProcess:
+    """``twofapi serve --storage URL --port 0``; waits until it is healthy."""
+    process = subprocess.Popen(
+        [*twofapi_command(), "serve", "--storage", storage_url, "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + 30
+    url = None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        found = _LISTENING.search(line)
+        if found:
+            url = found.group(1)
+            break
+    if url is None:
+        stop_server(ServerProcess("", process, output))
+        raise AssertionError("twofapi serve did not start:\n" + "".join(output))
+    # Keep draining the output, so that a chatty server never blocks.
+    stream = process.stdout
+    threading.Thread(
+        target=lambda: output.extend(iter(stream.readline, "")), daemon=True
+    ).start()
+    server = ServerProcess(url, process, output)
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    stop_server(server)
+    raise AssertionError(f"{url} never became healthy:\n" + "".join(output))
+
+
+def stop_server(server: ServerProcess) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+def forget_clients(storage_url: str, suffix: str) -> None:
+    """Delete the clients (and challenges) whose identifier ends in
+    ``suffix`` from a store that server processes used."""
+    storage = open_storage(storage_url)
+    try:
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            from twofapi_middleware.storage import sql
+
+            with engine.begin() as connection:
+                for table in (sql.challenges, sql.clients):
+                    connection.execute(
+                        table.delete().where(table.c.client_id.like(f"%{suffix}"))
+                    )
+            return
+        redis_client = getattr(storage, "client", None)
+        if redis_client is not None:
+            for kind in ("client", "challenge"):
+                for key in redis_client.scan_iter(f"twofapi:{kind}:*{suffix}"):
+                    redis_client.delete(key)
+    finally:
+        storage.close()
