@@ -22,6 +22,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..constants import (
     CLIENT_ID_PATTERN,
@@ -81,8 +82,8 @@ class Credential:
                 f"first_factor must be {CREDENTIAL_MIN_BYTES} to "
                 f"{CREDENTIAL_MAX_BYTES} bytes"
             )
-        if self.server_url is not None and not isinstance(self.server_url, str):
-            raise TypeError("server_url must be a string")
+        if self.server_url is not None and not _is_http_url(self.server_url):
+            raise ValueError("server_url must be an http:// or https:// URL")
 
     def __repr__(self) -> str:
         return (
@@ -175,8 +176,8 @@ class Credential:
         commitment = _field_bytes(data, "commitment", POINT_BYTES)
         first_factor = _field_bytes(data, "credential")
         server_url = data.get("serverUrl")
-        if server_url is not None and not isinstance(server_url, str):
-            raise CredentialFileError("credential file: serverUrl must be a string")
+        if server_url is not None and not _is_http_url(server_url):
+            raise CredentialFileError("credential file: serverUrl must be a URL")
 
         try:
             return cls(client_id, Opening(s, r), commitment, first_factor, server_url)
@@ -244,15 +245,17 @@ def sync_folder(folder: Path) -> None:
 
 def read_private_file(path: str | os.PathLike[str]) -> bytes:
     """Read a small regular file that grants nobody but its owner access."""
+    # O_NONBLOCK: a FIFO planted at the path must not hang the open.
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
         raise CredentialFileError(f"{path}: no such credential file") from None
     except OSError as error:
         raise CredentialFileError(f"{path}: cannot open: {error.strerror}") from None
-    with os.fdopen(descriptor, "rb") as file:
+    try:
         # Check the file actually opened, so a swap after the check is harmless.
-        info = os.fstat(file.fileno())
+        info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise CredentialFileError(f"{path}: not a regular file")
         mode = stat.S_IMODE(info.st_mode)
@@ -261,7 +264,17 @@ def read_private_file(path: str | os.PathLike[str]) -> bytes:
                 f"{path}: permissions {mode:04o} let others access the secrets; "
                 f"run: chmod 600 {path}"
             )
-        content = file.read(_MAX_FILE_BYTES + 1)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _MAX_FILE_BYTES:
+            chunk = os.read(descriptor, _MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(descriptor)
+    content = b"".join(chunks)
     if len(content) > _MAX_FILE_BYTES:
         raise CredentialFileError(f"{path}: too large for a credential file")
     return content
@@ -280,6 +293,16 @@ def _write_new(path: Path, content: bytes) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def _field_bytes(data: dict[str, Any], key: str, size: int | None = None) -> bytes:

@@ -367,6 +367,7 @@ def success_body(
 
 
 def string_field(body: dict[str, Any], key: str) -> str:
+    """A non-empty string member, or ``InvalidResponse``."""
     value = body.get(key)
     if not isinstance(value, str) or not value:
         raise InvalidResponse(f"answer lacks the string {key!r}")
@@ -374,6 +375,7 @@ def string_field(body: dict[str, Any], key: str) -> str:
 
 
 def int_field(body: dict[str, Any], key: str) -> int:
+    """A non-negative integer member (not a bool), or ``InvalidResponse``."""
     value = body.get(key)
     if type(value) is not int or value < 0:
         raise InvalidResponse(f"answer lacks the integer {key!r}")
@@ -381,6 +383,7 @@ def int_field(body: dict[str, Any], key: str) -> int:
 
 
 def bytes_field(body: dict[str, Any], key: str, size: int) -> bytes:
+    """A base64 member of exactly ``size`` bytes, or ``InvalidResponse``."""
     try:
         value = decode_b64(body.get(key))
     except ValueError:
@@ -391,6 +394,7 @@ def bytes_field(body: dict[str, Any], key: str, size: int) -> bytes:
 
 
 def time_field(body: dict[str, Any], key: str) -> datetime:
+    """An ISO 8601 time with a zone, or ``InvalidResponse``."""
     text = string_field(body, key)
     try:
         value = datetime.fromisoformat(text)
@@ -402,6 +406,7 @@ def time_field(body: dict[str, Any], key: str) -> datetime:
 
 
 def word_list(body: dict[str, Any]) -> tuple[str, ...]:
+    """The ``recoveryWords`` array, or ``InvalidResponse``."""
     words = body.get("recoveryWords")
     if not isinstance(words, list) or not words:
         raise InvalidResponse("answer lacks 'recoveryWords'")

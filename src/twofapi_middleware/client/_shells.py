@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 
 def _transport_failed(
-    request: httpx.Request, error: httpx.TransportError
+    request: httpx.Request, error: httpx.RequestError
 ) -> TransportFailed:
     origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
     reason = str(error) or type(error).__name__
@@ -54,7 +54,7 @@ class _SyncShell:
             while True:
                 try:
                     response = self._http.send(request)
-                except httpx.TransportError as error:
+                except httpx.RequestError as error:
                     raise _transport_failed(request, error) from error
                 request = flow.send(response)
         except StopIteration as stop:
@@ -91,7 +91,7 @@ class _AsyncShell:
             while True:
                 try:
                     response = await self._http.send(request)
-                except httpx.TransportError as error:
+                except httpx.RequestError as error:
                     raise _transport_failed(request, error) from error
                 request = flow.send(response)
         except StopIteration as stop:
