@@ -1,47 +1,37 @@
 """SQL storage through SQLAlchemy Core: SQLite, PostgreSQL, MySQL and MariaDB.
 
-URLs use SQLAlchemy's syntax. A bare scheme picks the driver the matching
-extra installs; an explicit ``+driver`` is honoured::
+URLs use SQLAlchemy's syntax. A bare scheme picks the driver its extra
+installs (``postgresql`` psycopg 3, ``mysql`` and ``mariadb`` PyMySQL); an
+explicit ``+driver`` is honoured. How the protocol's guarantees are kept:
 
-    sqlite:///relative.db            sqlite:////absolute/path.db
-    postgresql://user@host/db        (psycopg 3: postgresql+psycopg)
-    mysql://user@host/db             (PyMySQL: mysql+pymysql)
-    mariadb://user@host/db           (PyMySQL: mariadb+pymysql)
-
-How each guarantee of the storage protocol is kept:
-
-* ``add_client`` inserts, and on a primary-key violation returns the row the
-  other writer stored;
+* ``add_client`` inserts; on a key violation it returns the row that the
+  other enrollment stored;
 * ``replace_client`` is ``UPDATE ... WHERE client_id = ? AND revision = ?``,
   successful when exactly one row changed;
-* ``put_challenge`` deletes the client's challenge and inserts the new one in
-  one transaction; the unique ``client_id`` turns a concurrent put into a
-  violation, and the transaction is run again;
+* ``put_challenge`` is an upsert on the unique ``client_id``: the client's
+  one row is overwritten in place, so concurrent puts leave one challenge;
 * ``take_challenge`` is ``DELETE ... WHERE challenge_id = ? AND client_id = ?
-  RETURNING``, or, where the server lacks ``RETURNING``, a locking read
-  followed by the same delete, which only one transaction can win;
-* ``hit`` is one upsert (``ON CONFLICT`` or ``ON DUPLICATE KEY``) that resets
-  the count when the window changes.
+  RETURNING``; without ``RETURNING``, a locking read and the same delete,
+  which only one transaction can win;
+* ``hit`` is an upsert too, which starts the count over when the window
+  changes. Upserts are ``ON CONFLICT`` or ``ON DUPLICATE KEY`` statements.
 
-The schema is versioned by Alembic in its own version table, so it never
-mixes with an application's migrations. Driver errors are wrapped in
-:class:`~twofapi_middleware.errors.StorageUnavailable`, with bind parameters
-hidden and the URL's password redacted.
+A transaction that a deadlock ended runs again.
+
+The tables and their Alembic revisions live in :mod:`.migrations`. Driver
+errors become :class:`~twofapi_middleware.errors.StorageUnavailable`, with
+bind parameters hidden and the URL's password redacted.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
@@ -50,32 +40,27 @@ from ..errors import ConfigurationError, SchemaError, StorageUnavailable
 from ..models import Challenge, ClientRecord, ClientStatus
 from . import redact_url
 from .base import PURGE_GRACE_SECONDS, SCHEMA_VERSION
+from .migrations import (
+    SCHEMA_REVISION,
+    alembic_config,
+    challenges,
+    clients,
+    counters,
+    known_revisions,
+    stored_revision,
+)
 
-__all__ = [
-    "MIGRATIONS_DIR",
-    "SCHEMA_REVISION",
-    "VERSION_TABLE",
-    "SQLStorage",
-    "alembic_config",
-]
-
-SCHEMA_REVISION = "0002"
-"""The Alembic revision that holds schema version ``SCHEMA_VERSION``."""
-
-VERSION_TABLE = "twofapi_schema_version"
-"""Alembic's version table, named apart from the application's own."""
-
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+__all__ = ["SQLStorage"]
 
 # backend -> (driver used when the URL names none, extra that installs it)
-_DRIVERS: dict[str, tuple[str, str]] = {
+_DRIVERS = {
     "sqlite": ("pysqlite", "sql"),
     "postgresql": ("psycopg", "postgresql"),
     "mysql": ("pymysql", "mysql"),
     "mariadb": ("pymysql", "mysql"),
 }
 
-# Transactions that lost a race only to a concurrent one are run again.
+# A transaction that a deadlock or a serialization failure ended runs again.
 _RETRIES = 10
 _PG_RETRY_STATES = frozenset({"40001", "40P01"})  # serialization, deadlock
 _MYSQL_DEADLOCK = 1213
@@ -83,93 +68,16 @@ _MYSQL_DEADLOCK = 1213
 _T = TypeVar("_T")
 
 
-def _identifier(length: int) -> sa.types.TypeEngine[str]:
-    # MySQL and MariaDB compare strings case-insensitively by default, which
-    # would let "Alice" and "alice" collide; identifiers are case-sensitive.
-    binary = mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin")
-    return sa.String(length).with_variant(binary, "mysql", "mariadb")
-
-
-# The tables as migration SCHEMA_REVISION leaves them.
-metadata = sa.MetaData()
-
-clients = sa.Table(
-    "clients",
-    metadata,
-    sa.Column("client_id", _identifier(128), primary_key=True),
-    sa.Column("reference_id", _identifier(128), nullable=False),
-    sa.Column("commitment", sa.LargeBinary(64), nullable=False),
-    sa.Column("commitment_version", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("recovery_hash", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.Double, nullable=False),
-    sa.Column("updated_at", sa.Double, nullable=False),
-    sa.Column("failed_attempts", sa.Integer, nullable=False),
-    sa.Column("lockout_streak", sa.Integer, nullable=False),
-    sa.Column("locked_until", sa.Double, nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("recovery_failures", sa.Integer, nullable=False, server_default="0"),
-)
-
-challenges = sa.Table(
-    "challenges",
-    metadata,
-    sa.Column("challenge_id", _identifier(128), primary_key=True),
-    sa.Column("client_id", _identifier(128), nullable=False, unique=True),
-    sa.Column("nonce", sa.LargeBinary(64), nullable=False),
-    sa.Column("channel_binding", sa.LargeBinary(64), nullable=False),
-    sa.Column("commitment_version", sa.Integer, nullable=False),
-    sa.Column("expires_at", sa.Double, nullable=False),
-    sa.Index("ix_challenges_expires_at", "expires_at"),
-)
-
-counters = sa.Table(
-    "counters",
-    metadata,
-    sa.Column("key", _identifier(255), primary_key=True),
-    sa.Column("window_end", sa.Double, nullable=False),
-    sa.Column("count", sa.Integer, nullable=False),
-    sa.Index("ix_counters_window_end", "window_end"),
-)
-
-
-def alembic_config(connection: Connection) -> Config:
-    """An Alembic configuration that runs the packaged migrations on
-    ``connection``, for ``SQLStorage.migrate`` and for tests that need to
-    stop at an older revision."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.attributes["connection"] = connection
-    config.attributes["version_table"] = VERSION_TABLE
-    return config
-
-
-@functools.cache
-def _known_revisions() -> frozenset[str]:
-    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
-    return frozenset(script.revision for script in scripts.walk_revisions())
-
-
-def _stored_revision(connection: Connection) -> str | None:
-    context = MigrationContext.configure(
-        connection, opts={"version_table": VERSION_TABLE}
-    )
-    heads = context.get_current_heads()
-    return ",".join(heads) if heads else None
-
-
 def _engine_url(url: str) -> tuple[URL, str]:
-    """The SQLAlchemy URL with its driver made explicit, and the extra."""
+    """``url`` with its driver made explicit, and the extra installing it."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigurationError(
-            f"invalid SQL storage URL: {redact_url(url)}"
-        ) from None
+        raise ConfigurationError(f"invalid SQL storage URL {redact_url(url)}") from None
     backend, _, driver = parsed.drivername.partition("+")
     backend = "postgresql" if backend == "postgres" else backend
     if backend not in _DRIVERS:
-        raise ConfigurationError(f"unsupported SQL storage URL: {redact_url(url)}")
+        raise ConfigurationError(f"unsupported SQL storage URL {redact_url(url)}")
     default_driver, extra = _DRIVERS[backend]
     parsed = parsed.set(drivername=f"{backend}+{driver or default_driver}")
 
@@ -178,7 +86,7 @@ def _engine_url(url: str) -> tuple[URL, str]:
         or parsed.query.get("mode") == "memory"
     ):
         raise ConfigurationError(
-            "an in-memory SQLite database is private to one connection; "
+            "an in-memory SQLite database lives in one connection; "
             "use memory:// or a sqlite:///file.db URL"
         )
     if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
@@ -189,32 +97,28 @@ def _engine_url(url: str) -> tuple[URL, str]:
 def _connect_args(
     backend: str, timeout_seconds: float, limited: bool
 ) -> dict[str, Any]:
-    """Driver options bounding how long connecting and each statement take.
+    """Driver options bounding connecting and, if ``limited``, statements.
 
-    ``limited`` is False for migrations, whose statements may rightly run
-    longer than a request's.
+    Migrations are not ``limited``: their statements may rightly run longer
+    than a request's.
     """
     seconds = max(1, math.ceil(timeout_seconds))
     if backend == "sqlite":
         return {"timeout": timeout_seconds, "check_same_thread": False}
     if backend == "postgresql":
-        args: dict[str, Any] = {
-            "connect_timeout": max(2, seconds),  # libpq's minimum
-            "application_name": "twofapi",
-        }
+        args: dict[str, Any] = {"connect_timeout": max(2, seconds)}  # libpq min
         if limited:
             args["options"] = f"-c statement_timeout={seconds * 1000}"
         return args
     args = {"connect_timeout": timeout_seconds}
     if limited:
-        args["read_timeout"] = timeout_seconds
-        args["write_timeout"] = timeout_seconds
+        args["read_timeout"] = args["write_timeout"] = timeout_seconds
         args["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {seconds}"
     return args
 
 
 def _use_wal(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers go on while one connection writes.
+    # With a write-ahead log, readers go on while one connection writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
@@ -222,57 +126,285 @@ def _use_wal(dbapi_connection: Any, _record: Any) -> None:
 
 def _is_conflict(error: DBAPIError) -> bool:
     """True when the transaction only lost a race and may simply run again."""
-    cause = error.orig
-    if getattr(cause, "sqlstate", None) in _PG_RETRY_STATES:
+    if getattr(error.orig, "sqlstate", None) in _PG_RETRY_STATES:
         return True
-    args = getattr(cause, "args", ())
+    args: tuple[Any, ...] = getattr(error.orig, "args", ())
     return bool(args) and args[0] == _MYSQL_DEADLOCK
 
 
-def _record_from_row(row: sa.Row[Any]) -> ClientRecord:
-    values = row._mapping
-    return ClientRecord(
-        client_id=values["client_id"],
-        reference_id=values["reference_id"],
-        commitment=bytes(values["commitment"]),
-        commitment_version=int(values["commitment_version"]),
-        status=ClientStatus(values["status"]),
-        recovery_hash=values["recovery_hash"],
-        created_at=float(values["created_at"]),
-        updated_at=float(values["updated_at"]),
-        failed_attempts=int(values["failed_attempts"]),
-        lockout_streak=int(values["lockout_streak"]),
-        locked_until=float(values["locked_until"]),
-        recovery_failures=int(values["recovery_failures"]),
-        revision=int(values["revision"]),
-    )
-
-
 def _record_values(record: ClientRecord) -> dict[str, Any]:
+    values = {column.name: getattr(record, column.name) for column in clients.c}
+    values["status"] = record.status.value
+    return values
+
+
+def _record(row: sa.RowMapping | None) -> ClientRecord | None:
+    if row is None:
+        return None
+    return ClientRecord(**{**row, "status": ClientStatus(row["status"])})
+
+
+def _challenge(row: sa.RowMapping | None) -> Challenge | None:
+    return None if row is None else Challenge(**row)
+
+
+def _upsert(
+    db: Connection,
+    table: sa.Table,
+    key: str,
+    values: dict[str, Any],
+    changes: Callable[[Any], dict[str, Any]],
+) -> None:
+    """Insert ``values`` or, if their unique ``key`` is taken, update that
+    row with ``changes(proposed)``, in one statement.
+
+    ``proposed`` holds the columns of the row that was not inserted.
+    """
+    if db.dialect.name in ("mysql", "mariadb"):
+        upsert = mysql.insert(table).values(values)
+        # MySQL assigns in order, each change seeing the ones before it.
+        assignments = list(changes(upsert.inserted).items())
+        db.execute(upsert.on_duplicate_key_update(assignments))
+        return
+    insert = postgresql.insert if db.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(values)
+    set_ = changes(statement.excluded)
+    db.execute(statement.on_conflict_do_update(index_elements=[key], set_=set_))
+
+
+def _overwrite(proposed: Any) -> dict[str, Any]:
+    """Every column of the proposed challenge, overwriting the client's."""
+    return {column.name: proposed[column.name] for column in challenges.c}
+
+
+def _next_count(proposed: Any) -> dict[str, Any]:
+    """The counter after one more hit, starting over in a new window."""
+    new_window = counters.c.window_end != proposed.window_end
     return {
-        "client_id": record.client_id,
-        "reference_id": record.reference_id,
-        "commitment": record.commitment,
-        "commitment_version": record.commitment_version,
-        "status": record.status.value,
-        "recovery_hash": record.recovery_hash,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "failed_attempts": record.failed_attempts,
-        "lockout_streak": record.lockout_streak,
-        "locked_until": record.locked_until,
-        "recovery_failures": record.recovery_failures,
-        "revision": record.revision,
+        "count": sa.case((new_window, 1), else_=counters.c.count + 1),
+        "window_end": proposed.window_end,  # last: MySQL assigns in order
     }
 
 
-def _challenge_from_row(row: sa.Row[Any]) -> Challenge:
-    values = row._mapping
-    return Challenge(
-        challenge_id=values["challenge_id"],
-        client_id=values["client_id"],
-        nonce=bytes(values["nonce"]),
-        channel_binding=bytes(values["channel_binding"]),
-        commitment_version=int(values["commitment_version"]),
-        expires_at=float(values["expires_at"]),
-    )
+class SQLStorage:
+    """Storage in a SQL database, chosen by a SQLAlchemy URL.
+
+    ``timeout_seconds`` bounds connecting, waiting for a pooled connection,
+    each statement and each lock wait; past it a call raises
+    StorageUnavailable. ``pool_size`` and ``max_overflow`` size this
+    process's pool, whose connections are checked before use, so the storage
+    recovers by itself once a restarted server answers again.
+    """
+
+    blocking = True
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 5.0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+    ) -> None:
+        if timeout_seconds <= 0:
+            raise ConfigurationError("timeout_seconds must be positive")
+        self._url, self._extra = _engine_url(url)
+        self._label = redact_url(url)
+        self._timeout_seconds = timeout_seconds
+        self._engine = self._create_engine(
+            limited=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=timeout_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self._label!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tools and tests that need plain SQL."""
+        return self._engine
+
+    def _create_engine(self, *, limited: bool, **pool_options: Any) -> Engine:
+        backend = self._url.get_backend_name()
+        connect_args = _connect_args(backend, self._timeout_seconds, limited)
+        if backend in ("mysql", "mariadb"):
+            # Repeatable read adds gap locks, on which concurrent upserts and
+            # deletes of one client's rows deadlock far more often.
+            pool_options["isolation_level"] = "READ COMMITTED"
+        try:
+            engine = sa.create_engine(
+                self._url,
+                connect_args=connect_args,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                **pool_options,
+            )
+        except ImportError as error:
+            raise ConfigurationError(
+                f"storage URL {self._label} needs the {self._extra!r} extra: "
+                f"pip install 'twofapi-middleware[{self._extra}]' ({error})"
+            ) from None
+        except ArgumentError as error:
+            raise ConfigurationError(f"storage URL {self._label}: {error}") from None
+        if engine.dialect.is_async:
+            raise ConfigurationError(
+                f"storage URL {self._label} names an asyncio driver; "
+                "leave the driver out to use the default one"
+            )
+        if backend == "sqlite":
+            sa.event.listen(engine, "connect", _use_wal)
+        return engine
+
+    def _unavailable(self, error: Exception) -> StorageUnavailable:
+        cause = getattr(error, "orig", None) or error
+        name = type(cause).__name__
+        return StorageUnavailable(f"storage {self._label} is unavailable ({name})")
+
+    def _run(self, work: Callable[[Connection], _T], *, duplicates: bool = False) -> _T:
+        """Run ``work`` in one transaction, again if a deadlock ended it.
+
+        Driver errors become StorageUnavailable, except an IntegrityError
+        when the caller expects ``duplicates``.
+        """
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                with self._engine.begin() as connection:
+                    return work(connection)
+            except IntegrityError as error:
+                if duplicates:
+                    raise
+                raise self._unavailable(error) from error
+            except DBAPIError as error:
+                if attempt == _RETRIES or not _is_conflict(error):
+                    raise self._unavailable(error) from error
+            except SQLAlchemyError as error:
+                raise self._unavailable(error) from error
+        raise AssertionError("unreachable")
+
+    def check_schema(self) -> None:
+        """Raise SchemaError unless the schema is at SCHEMA_REVISION."""
+        revision = self._run(stored_revision)
+        if revision == SCHEMA_REVISION:
+            return
+        if revision is not None and revision not in known_revisions():
+            raise self._newer(revision)
+        state = "is missing" if revision is None else f"is at revision {revision}"
+        raise SchemaError(
+            f"the twofapi schema at {self._label} {state}; this code needs "
+            f"revision {SCHEMA_REVISION} (schema version {SCHEMA_VERSION}): "
+            f"run `twofapi migrate --storage {self._label}`"
+        )
+
+    def _newer(self, revision: str) -> SchemaError:
+        return SchemaError(
+            f"the twofapi schema at {self._label} is at revision {revision}, "
+            f"newer than this code knows (schema version {SCHEMA_VERSION}); "
+            "upgrade twofapi-middleware"
+        )
+
+    def migrate(self) -> None:
+        """Upgrade the schema to SCHEMA_REVISION; nothing happens if it is.
+
+        Runs on a connection of its own, free of the statement timeout.
+        """
+        engine = self._create_engine(limited=False, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as connection:
+                revision = stored_revision(connection)
+                if revision is not None and revision not in known_revisions():
+                    raise self._newer(revision)
+                command.upgrade(alembic_config(connection), SCHEMA_REVISION)
+        except SQLAlchemyError as error:
+            raise self._unavailable(error) from error
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._engine.dispose()
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        query = sa.select(clients).where(clients.c.client_id == client_id)
+        return self._run(lambda db: _record(db.execute(query).mappings().first()))
+
+    def add_client(self, record: ClientRecord) -> ClientRecord:
+        statement = sa.insert(clients).values(_record_values(record))
+        try:
+            self._run(lambda db: db.execute(statement), duplicates=True)
+        except IntegrityError as error:
+            # Another enrollment of this identifier committed first.
+            stored = self.get_client(record.client_id)
+            if stored is None:
+                raise self._unavailable(error) from error
+            return stored
+        return record
+
+    def replace_client(self, record: ClientRecord, expected_revision: int) -> bool:
+        values = _record_values(record)
+        del values["client_id"]
+        statement = (
+            sa.update(clients)
+            .where(clients.c.client_id == record.client_id)
+            .where(clients.c.revision == expected_revision)
+            .values(values)
+        )
+        return self._run(lambda db: db.execute(statement).rowcount) == 1
+
+    def put_challenge(self, challenge: Challenge, now: float) -> None:
+        values = dataclasses.asdict(challenge)
+        self._run(lambda db: _upsert(db, challenges, "client_id", values, _overwrite))
+
+    def take_challenge(self, challenge_id: str, client_id: str) -> Challenge | None:
+        owned = sa.and_(
+            challenges.c.challenge_id == challenge_id,
+            challenges.c.client_id == client_id,
+        )
+        deletion = sa.delete(challenges).where(owned)
+
+        def take(db: Connection) -> Challenge | None:
+            if db.dialect.delete_returning:
+                taken = db.execute(deletion.returning(*challenges.c))
+                return _challenge(taken.mappings().first())
+            locked = sa.select(challenges).where(owned).with_for_update()
+            row = db.execute(locked).mappings().first()
+            if row is None or db.execute(deletion).rowcount != 1:
+                return None
+            return _challenge(row)
+
+        return self._run(take)
+
+    def withdraw_challenge(self, client_id: str) -> None:
+        statement = sa.delete(challenges).where(challenges.c.client_id == client_id)
+        self._run(lambda db: db.execute(statement))
+
+    def hit(self, key: str, window_seconds: int, now: float) -> tuple[int, float]:
+        end = float((math.floor(now / window_seconds) + 1) * window_seconds)
+        values = {"key": key, "window_end": end, "count": 1}
+        query = sa.select(counters.c.count, counters.c.window_end)
+        query = query.where(counters.c.key == key)
+
+        def count(db: Connection) -> tuple[int, float]:
+            # The upsert holds the row lock, so the read sees this very hit.
+            _upsert(db, counters, "key", values, _next_count)
+            stored_count, stored_end = db.execute(query).one()
+            return int(stored_count), float(stored_end)
+
+        return self._run(count)
+
+    def purge(self, now: float) -> None:
+        horizon = now - PURGE_GRACE_SECONDS
+        expired = sa.delete(challenges).where(challenges.c.expires_at < horizon)
+        ended = sa.delete(counters).where(counters.c.window_end <= now)
+
+        def purge(db: Connection) -> None:
+            db.execute(expired)
+            db.execute(ended)
+
+        self._run(purge)
+
+    def challenge_count(self) -> int:
+        query = sa.select(sa.func.count()).select_from(challenges)
+        return int(self._run(lambda db: db.execute(query).scalar_one()))

@@ -26,12 +26,18 @@ def _identifier(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length).with_variant(binary, "mysql", "mariadb")
 
 
+def _bytes(length: int) -> sa.types.TypeEngine[bytes]:
+    # Kept in the row on MySQL and MariaDB, where BLOBs live apart.
+    varbinary = mysql.VARBINARY(length)
+    return sa.LargeBinary(length).with_variant(varbinary, "mysql", "mariadb")
+
+
 def upgrade() -> None:
     op.create_table(
         "clients",
         sa.Column("client_id", _identifier(128), primary_key=True),
         sa.Column("reference_id", _identifier(128), nullable=False),
-        sa.Column("commitment", sa.LargeBinary(64), nullable=False),
+        sa.Column("commitment", _bytes(64), nullable=False),
         sa.Column("commitment_version", sa.Integer, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("recovery_hash", sa.String(255), nullable=False),
@@ -46,8 +52,8 @@ def upgrade() -> None:
         "challenges",
         sa.Column("challenge_id", _identifier(128), primary_key=True),
         sa.Column("client_id", _identifier(128), nullable=False, unique=True),
-        sa.Column("nonce", sa.LargeBinary(64), nullable=False),
-        sa.Column("channel_binding", sa.LargeBinary(64), nullable=False),
+        sa.Column("nonce", _bytes(64), nullable=False),
+        sa.Column("channel_binding", _bytes(64), nullable=False),
         sa.Column("commitment_version", sa.Integer, nullable=False),
         sa.Column("expires_at", sa.Double, nullable=False),
     )
