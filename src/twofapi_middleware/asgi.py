@@ -143,8 +143,10 @@ class TwoFApiMiddleware:
         request = Request(
             scope["method"], scope["path"], headers, body, _peer(scope), too_large
         )
-        in_thread = self.frontend.needs_thread(route)
-        response = await self._run(in_thread, self.frontend.handle, route, request)
+        if self.frontend.needs_thread(route):
+            response = await self._run(True, self.frontend.handle, route, request)
+        else:
+            response = self.frontend.handle(route, request)
         await _send_response(send, response)
 
     async def _run(self, in_thread: bool, fn: Callable[..., T], *args: Any) -> T:
@@ -177,10 +179,17 @@ def _with_principal(scope: Scope, principal: Principal) -> Scope:
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")  # the usual case: one message
+        return (b"", True) if len(body) > MAX_BODY_BYTES else (body, False)
+    return await _read_more_body(receive, message)
+
+
+async def _read_more_body(receive: Receive, message: Message) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")
@@ -190,15 +199,17 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return b"".join(chunks), False
 
 
 async def _send_response(send: Send, response: Response) -> None:
-    headers = [
-        (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.headers
-    ]
-    if not any(name == "content-length" for name, _ in response.headers):
+    headers = []
+    sized = False
+    for name, value in response.headers:
+        sized = sized or name == "content-length"
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+    if not sized:
         headers.append((b"content-length", str(len(response.body)).encode()))
     await send(
         {"type": "http.response.start", "status": response.status, "headers": headers}

@@ -97,6 +97,10 @@ def _lp(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
+# LP(tag) LP(G) LP(H): the same for every authentication proof.
+_AUTH_TRANSCRIPT_HEAD = _lp(_AUTH_TAG_BYTES) + _lp(BASEPOINT_G) + _lp(GENERATOR_H)
+
+
 def auth_transcript(
     commitment: bytes,
     announcement: bytes,
@@ -107,9 +111,7 @@ def auth_transcript(
     """The length-prefixed transcript of ``/v1/verify`` proofs."""
     return b"".join(
         (
-            _lp(_AUTH_TAG_BYTES),
-            _lp(BASEPOINT_G),
-            _lp(GENERATOR_H),
+            _AUTH_TRANSCRIPT_HEAD,
             _lp(commitment),
             _lp(announcement),
             _lp(client_id.encode("utf-8")),
