@@ -210,10 +210,13 @@ class TwoFApi:
             self._emit(audit.CHALLENGE_REFUSED, client_id, ctx, "refused")
             raise ChallengeRefused
 
+        # One draw for the nonce and the id: the system call costs more than
+        # everything else the challenge needs.
+        fresh = secrets.token_bytes(k.NONCE_RANDOM_BYTES + k.CHALLENGE_ID_BYTES)
         counter = next(self._nonce_counter) % 2**64
-        nonce = secrets.token_bytes(k.NONCE_RANDOM_BYTES) + counter.to_bytes(8, "big")
+        nonce = fresh[: k.NONCE_RANDOM_BYTES] + counter.to_bytes(8, "big")
         challenge = Challenge(
-            challenge_id=wire.b64url(secrets.token_bytes(k.CHALLENGE_ID_BYTES)),
+            challenge_id=wire.b64url(fresh[k.NONCE_RANDOM_BYTES :]),
             client_id=client_id,
             nonce=nonce,
             channel_binding=binding,
