@@ -20,14 +20,14 @@ from mnemonic import Mnemonic
 from starlette.testclient import TestClient
 
 from lifecycle_support import ADMIN, BACKENDS, Actor, Harness, harness_for
-from twofapi_middleware import crypto
+from twofapi_middleware import audit, crypto
 from twofapi_middleware.asgi import TwoFApiMiddleware
 from twofapi_middleware.constants import (
     ARGON2_MEMORY_KIB,
     ARGON2_PARALLELISM,
     ARGON2_TIME_COST,
 )
-from twofapi_middleware.models import ClientStatus
+from twofapi_middleware.models import AuditEvent, ClientStatus
 from twofapi_middleware.recovery import new_phrase
 from twofapi_middleware.server import demo_app
 from twofapi_middleware.settings import Settings
@@ -382,14 +382,18 @@ class CountingHasher:
 
 @pytest.fixture
 def flood_target(tmp_path: Path) -> Iterator[Harness]:
-    yield from harness_for(
+    events: list[AuditEvent] = []
+    for h in harness_for(
         "memory",
         tmp_path,
         argon2_memory_kib=16 * 1024,
         argon2_concurrency=2,
         argon2_queue=2,
         storage_threads=32,
-    )
+        audit_hook=events.append,
+    ):
+        h.events = events  # type: ignore[attr-defined]
+        yield h
 
 
 def flood(h: Harness, requests: list[tuple[str, dict[str, Any]]]) -> Counter[int]:
@@ -440,6 +444,11 @@ def test_a_flood_of_argon2_work_is_capped(
     assert hasher.calls["verify"] == recovered[401]
     stored = [h.record(h.cid(f"flood{n}")) for n in range(24)]
     assert sum(record is not None for record in stored) == enrolled[201]
+    # Each call turned away is audited.
+    events: list[AuditEvent] = h.events  # type: ignore[attr-defined]
+    busy = [e for e in events if e.kind == audit.RATE_LIMITED]
+    assert len(busy) == enrolled[429] + recovered[429]
+    assert {e.outcome for e in busy} == {"argon2-busy"}
 
 
 def test_a_429_from_the_cap_carries_retry_after(

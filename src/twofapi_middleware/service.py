@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from . import audit, crypto, policy, wire
 from . import constants as k
@@ -47,6 +47,8 @@ from .storage import Storage, open_storage
 from .tokens import InvalidToken, SigningKey, TokenCodec, load_verification_key
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _ZERO_NONCE = bytes(k.NONCE_BYTES)
 _MAX_CAS_ATTEMPTS = 500
@@ -152,7 +154,9 @@ class TwoFApi:
             commitment=commitment,
             commitment_version=1,
             status=ClientStatus.ACTIVE,
-            recovery_hash=self.argon2.hash(" ".join(words)),
+            recovery_hash=self._capped(
+                client_id, ctx, self.argon2.hash, " ".join(words)
+            ),
             created_at=now,
             updated_at=now,
         )
@@ -517,7 +521,9 @@ class TwoFApi:
         record = self.storage.get_client(client_id)
         eligible = record is not None and policy.can_recover(record, self.policy)
         stored_hash = record.recovery_hash if record is not None and eligible else None
-        phrase_ok = self.argon2.verify(stored_hash, phrase)
+        phrase_ok = self._capped(
+            client_id, ctx, partial(self.argon2.verify, stored_hash), phrase
+        )
         if record is None or not eligible:
             self._emit(audit.RECOVERY_REFUSED, client_id, ctx, "ineligible")
             raise RecoveryFailed
@@ -534,7 +540,7 @@ class TwoFApi:
             raise RecoveryFailed
 
         words = new_phrase()
-        new_hash = self.argon2.hash(" ".join(words))
+        new_hash = self._capped(client_id, ctx, self.argon2.hash, " ".join(words))
 
         def change(latest: ClientRecord) -> ClientRecord | None:
             # The phrase was checked against this very hash: a concurrent
@@ -580,7 +586,7 @@ class TwoFApi:
             raise ReactivationFailed
 
         words = new_phrase()
-        new_hash = self.argon2.hash(" ".join(words))
+        new_hash = self._capped(client_id, ctx, self.argon2.hash, " ".join(words))
         now = self.clock()
         _, stored = self._update(
             client_id,
@@ -618,6 +624,16 @@ class TwoFApi:
             if self.storage.replace_client(updated, current.revision):
                 return current, updated
         raise StorageUnavailable("too much write contention on one client")
+
+    def _capped(
+        self, client_id: str, ctx: Context, work: Callable[[str], _T], phrase: str
+    ) -> _T:
+        """Argon2 work through the gate; a call turned away is audited."""
+        try:
+            return work(phrase)
+        except RateLimited:
+            self._emit(audit.RATE_LIMITED, client_id, ctx, "argon2-busy")
+            raise
 
     def _emit(
         self,
