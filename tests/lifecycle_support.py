@@ -39,7 +39,7 @@ from twofapi_middleware.server import demo_app
 from twofapi_middleware.storage import Storage, open_storage, redact_url
 from twofapi_middleware.testing import TEST_ADMIN_SECRET, FakeClock, fast_settings
 from twofapi_middleware.tokens import generate_private_key_pem
-from twofapi_middleware.wire import encode_b64
+from twofapi_middleware.wire import decode_b64, encode_b64
 
 # Every backend, with the server markers of the storage suites; their
 # URLs come from the same TWOFAPI_TEST_*_URL variables.
@@ -130,10 +130,6 @@ class Backend:
                 redis_client.delete(*keys)
 
 
-def _point(opening: crypto.Opening) -> bytes:
-    return crypto.commit(opening)
-
-
 @dataclass
 class Actor:
     """One client's identifier and secrets, and the bodies it sends."""
@@ -145,7 +141,7 @@ class Actor:
 
     @property
     def commitment(self) -> bytes:
-        return _point(self.opening)
+        return crypto.commit(self.opening)
 
     def enroll_body(self, opening: crypto.Opening | None = None) -> dict[str, Any]:
         opening = opening or self.opening
@@ -154,7 +150,7 @@ class Actor:
         )
         return {
             "clientIdentifier": self.client_id,
-            "commitment": encode_b64(_point(opening)),
+            "commitment": encode_b64(crypto.commit(opening)),
             "proofOfPossession": encode_b64(pop),
         }
 
@@ -168,8 +164,11 @@ class Actor:
     def verify_body(
         self, challenge: dict[str, Any], *, wrong: bool = False
     ) -> dict[str, Any]:
-        from twofapi_middleware.wire import decode_b64
+        """A body answering ``challenge``; ``wrong`` proves another secret.
 
+        A wrong proof is well formed, so only the equation fails: a counted
+        failure.
+        """
         nonce = decode_b64(challenge["nonce"], "nonce")
         opening = crypto.Opening.generate() if wrong else self.opening
         transcript = partial(
@@ -178,16 +177,6 @@ class Actor:
             nonce=nonce,
             channel_binding=self.binding,
         )
-        if wrong:
-            # A well-formed proof for another secret, bound to our commitment:
-            # the equation fails, which the server counts.
-            transcript = partial(
-                _foreign_auth_transcript,
-                real_commitment=self.commitment,
-                client_id=self.client_id,
-                nonce=nonce,
-                binding=self.binding,
-            )
         proof = crypto.prove(opening, transcript)
         return {
             "clientIdentifier": self.client_id,
@@ -202,7 +191,7 @@ class Actor:
         fresh = crypto.prove(new, crypto.rotation_new_transcript)
         return {
             "currentProof": encode_b64(current),
-            "newCommitment": encode_b64(_point(new)),
+            "newCommitment": encode_b64(crypto.commit(new)),
             "newCommitmentProof": encode_b64(fresh),
         }
 
@@ -212,33 +201,16 @@ class Actor:
         )
         return {
             "recoveryWords": list(words),
-            "newCommitment": encode_b64(_point(new)),
+            "newCommitment": encode_b64(crypto.commit(new)),
             "newCommitmentProof": encode_b64(pop),
         }
 
     def reactivate_body(self, new: crypto.Opening) -> dict[str, Any]:
         proof = crypto.prove(new, crypto.reactivation_transcript)
         return {
-            "newCommitment": encode_b64(_point(new)),
+            "newCommitment": encode_b64(crypto.commit(new)),
             "newCommitmentProof": encode_b64(proof),
         }
-
-
-def _foreign_auth_transcript(
-    commitment: bytes,
-    announcement: bytes,
-    *,
-    real_commitment: bytes,
-    client_id: str,
-    nonce: bytes,
-    binding: bytes,
-) -> bytes:
-    # The server hashes the stored commitment, not the prover's: build the
-    # transcript it will build, so only the equation fails.
-    del commitment
-    return crypto.auth_transcript(
-        real_commitment, announcement, client_id, nonce, binding
-    )
 
 
 ADMIN = {"X-Admin-Identity": TEST_ADMIN_SECRET}
