@@ -313,3 +313,23 @@ def test_precedence_413_then_429_then_415_then_400(make: Any) -> None:
     assert limited(post(duplicate_keys, _json()))
     assert limited(client.post("/v1/clients", json={"clientIdentifier": 5}))
     assert limited(client.delete(f"/v1/clients/{h.cid('x')}"))  # before 403
+
+
+def test_a_forwarded_header_repeated_on_its_own_line_is_one_list(
+    proxied: Any,
+) -> None:
+    # Some proxies (HAProxy's "option forwardfor") add their own
+    # X-Forwarded-For line rather than extending the client's: the lines
+    # read as one comma-separated list, in order (RFC 9110, section 5.3).
+    h = proxied(1)
+    client = h.client_at("10.0.0.4")
+
+    def send_lines(*lines: str) -> httpx.Response:
+        headers = [("X-Forwarded-For", line) for line in lines]
+        return client.post("/v1/challenges", json={}, headers=headers)
+
+    assert send_lines("1.1.1.1", "192.0.2.20").status_code == 400
+    assert send_lines("2.2.2.2", "192.0.2.20").status_code == 400
+
+    assert limited(send_lines("3.3.3.3", "192.0.2.20"))
+    assert sources(h) == ["192.0.2.20"]

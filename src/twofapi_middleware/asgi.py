@@ -44,6 +44,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
 BEARER_SUBPROTOCOL = "twofapi.bearer"
+_FORWARDED_FOR = "x-forwarded-for"
 
 
 class TwoFApiMiddleware:
@@ -162,6 +163,10 @@ def _headers(scope: Scope) -> dict[str, str]:
         key = name.decode("latin-1").lower()
         if key not in headers:
             headers[key] = value.decode("latin-1")
+        elif key == _FORWARDED_FOR:
+            # A proxy may add its own line rather than extend the client's:
+            # the lines form one list, and the trusted entries are its last.
+            headers[key] += ", " + value.decode("latin-1")
     return headers
 
 
