@@ -53,7 +53,7 @@ def limited(response: httpx.Response) -> bool:
     return True
 
 
-def mixed_requests(h: Harness, client: httpx.Client, cid: str) -> list[httpx.Response]:
+def mixed_requests(client: httpx.Client, cid: str) -> list[httpx.Response]:
     """One request to each /v1 endpoint; most of them refused."""
     actor = Actor(cid)
     return [
@@ -72,7 +72,7 @@ def test_per_address_limit_spans_the_v1_endpoints(make: Any) -> None:
     h: Harness = make(rate_limit_per_address=8)
     client = h.client_at("198.51.100.10")
 
-    answers = mixed_requests(h, client, h.cid("alice"))
+    answers = mixed_requests(client, h.cid("alice"))
 
     assert not any(limited(answer) for answer in answers)
     assert limited(client.post("/v1/challenges", json={}))
