@@ -84,3 +84,17 @@ def test_production_warns_without_a_first_factor(caplog):
     with caplog.at_level(logging.WARNING):
         TwoFApi(settings)
     assert "check_credential" in caplog.text
+
+
+def test_a_signing_key_file_others_can_read_is_warned_about(tmp_path, caplog):
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(generate_private_key_pem())
+    key_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        Settings(signing_key_file=str(key_file)).signing_key_pem()
+    assert "chmod 600" in caplog.text
+    caplog.clear()
+    key_file.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        Settings(signing_key_file=str(key_file)).signing_key_pem()
+    assert "chmod" not in caplog.text

@@ -44,7 +44,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
 BEARER_SUBPROTOCOL = "twofapi.bearer"
-_FORWARDED_FOR = "x-forwarded-for"
 
 
 class TwoFApiMiddleware:
@@ -163,9 +162,11 @@ def _headers(scope: Scope) -> dict[str, str]:
         key = name.decode("latin-1").lower()
         if key not in headers:
             headers[key] = value.decode("latin-1")
-        elif key == _FORWARDED_FOR:
-            # A proxy may add its own line rather than extend the client's:
-            # the lines form one list, and the trusted entries are its last.
+        else:
+            # Repeated lines form one comma-separated list (RFC 9110 5.3):
+            # for X-Forwarded-For the trusted entries are its last, and a
+            # repeated Authorization or X-Admin-Identity becomes a value that
+            # cannot pass, instead of "the first one wins".
             headers[key] += ", " + value.decode("latin-1")
     return headers
 

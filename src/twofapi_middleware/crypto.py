@@ -190,9 +190,15 @@ def check_proof(
     announcement = proof[:32]
     z_s = proof[32:64]
     z_r = proof[64:]
+    sized = len(commitment) == POINT_BYTES
+    if not sized:
+        # A stored commitment of another size (enrolled while proofs were not
+        # checked) can never pass: do the same work on the dummy instead.
+        commitment = DUMMY_COMMITMENT
 
     well_formed = (
-        announcement != IDENTITY_POINT
+        sized
+        and announcement != IDENTITY_POINT
         and not announcement[31] & 0x80
         and is_canonical_scalar(z_s)
         and is_canonical_scalar(z_r)

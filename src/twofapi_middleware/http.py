@@ -9,6 +9,7 @@ codes, headers and problem bodies is decided here, once.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -161,7 +162,24 @@ def source_address(
     forwarded = [part for part in forwarded if part]
     if len(forwarded) < hops:
         return peer
-    return forwarded[-hops]
+    # Anything but an address (junk, a 300-character string) is not believed:
+    # it would become an unbounded rate-limit key and a false audit record.
+    try:
+        return str(ipaddress.ip_address(forwarded[-hops]))
+    except ValueError:
+        return peer
+
+
+def _plain(path: str) -> bool:
+    """No dot segments, no empty ones: a path an app cannot read otherwise.
+
+    An excluded prefix must not open ``/public/../admin`` to an app or a
+    proxy that normalises the path after the guard has looked at it.
+    """
+    segments = path.split("/")[1:]
+    return all(segment not in ("", ".", "..") for segment in segments[:-1]) and (
+        segments[-1:] != [".."] and segments[-1:] != ["."]
+    )
 
 
 def problem_response(error: ProblemError, request_id: str) -> Response:
@@ -227,8 +245,13 @@ class Frontend:
         settings = self.settings
         if path in settings.exclude_paths:
             return True
-        if any(path.startswith(prefix) for prefix in settings.exclude_prefixes):
-            return True
+        if settings.exclude_prefixes and _plain(path):
+            for prefix in settings.exclude_prefixes:
+                # "/public" excludes "/public" and "/public/...", never
+                # "/publicity" or "/public-admin".
+                base = prefix.rstrip("/")
+                if path == base or path.startswith(base + "/"):
+                    return True
         return (
             method == "OPTIONS"
             and "origin" in headers

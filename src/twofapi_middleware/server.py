@@ -113,11 +113,15 @@ def _banner(host: str, port: int) -> None:
 def run_dev(
     *, host: str = "127.0.0.1", port: int = 3000, accept_any_proof: bool = False
 ) -> None:
-    """``twofapi dev``: the demo app, in memory, development settings."""
+    """``twofapi dev``: the demo app, in memory.
+
+    ``TWOFAPI_ENV`` is honoured, so a machine set to production refuses
+    ``--accept-any-proof`` here too; the storage is always ``memory://``.
+    """
     import uvicorn
 
     settings = Settings.from_env(
-        env="development", storage_url="memory://", accept_any_proof=accept_any_proof
+        storage_url="memory://", accept_any_proof=accept_any_proof
     )
     app = create_app(settings)
     sock = _bind(host, port)

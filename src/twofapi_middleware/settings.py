@@ -141,8 +141,14 @@ class Settings:
     def signing_key_pem(self) -> str | None:
         """The configured signing key PEM, read from its file if need be."""
         if self.signing_key_file:
+            path = Path(self.signing_key_file)
             try:
-                return Path(self.signing_key_file).read_text(encoding="ascii")
+                if path.stat().st_mode & 0o077:
+                    logger.warning(
+                        "TWOFAPI_SIGNING_KEY_FILE can be read by other users; "
+                        "make it owner-only (chmod 600)"
+                    )
+                return path.read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError) as error:
                 raise ConfigurationError(
                     f"cannot read TWOFAPI_SIGNING_KEY_FILE: {error}"

@@ -42,6 +42,17 @@ TOKEN_REFRESH_MARGIN_SECONDS: Final = 30
 _INVALID_TOKEN = re.compile(r'error\s*=\s*"?invalid_token"?', re.IGNORECASE)
 
 
+def client_segment(client_id: str) -> str:
+    """``client_id`` as a path segment that no URL normaliser can rewrite.
+
+    ``.`` and ``..`` are valid identifiers but dot segments of a URL; sent
+    percent-encoded they reach the server as the identifier itself.
+    """
+    if client_id in (".", ".."):
+        return "%2E" * len(client_id)
+    return client_id
+
+
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class AccessToken:
     """A bearer token from ``/v1/verify``, with the binding it was issued for.
@@ -214,7 +225,7 @@ class ClientFlows:
             "newCommitment": encode_b64(new.commitment),
             "newCommitmentProof": encode_b64(new_proof),
         }
-        url = self._url(f"/v1/clients/{current.client_id}/commitment")
+        url = self._url(f"/v1/clients/{client_segment(current.client_id)}/commitment")
 
         def build(token: AccessToken) -> httpx.Request:
             headers = authorization_headers(token)
@@ -238,7 +249,8 @@ class ClientFlows:
             "newCommitment": encode_b64(new.commitment),
             "newCommitmentProof": encode_b64(proof_of_possession(new)),
         }
-        response = yield self._post(f"/v1/clients/{new.client_id}/recover", payload)
+        path = f"/v1/clients/{client_segment(new.client_id)}/recover"
+        response = yield self._post(path, payload)
 
         body = success_body(response)
         result = RecoveryResult(string_field(body, "clientIdentifier"), word_list(body))
@@ -314,7 +326,7 @@ class AdminFlows:
     ) -> httpx.Request:
         if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
             raise ValueError("client_id must be 1 to 128 of [A-Za-z0-9._-]")
-        url = f"{self.base_url}/v1/clients/{client_id}{suffix}"
+        url = f"{self.base_url}/v1/clients/{client_segment(client_id)}{suffix}"
         return httpx.Request(method, url, headers=self._headers, json=payload)
 
 
