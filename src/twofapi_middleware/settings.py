@@ -24,6 +24,7 @@ variable                               meaning
 ``TWOFAPI_CHECK_CREDENTIAL``           ``module:function`` first-factor hook
 ``TWOFAPI_RATE_LIMIT_PER_ADDRESS``     per minute (default 60, 0 = off)
 ``TWOFAPI_RATE_LIMIT_PER_CLIENT``      per minute and endpoint (10, 0 = off)
+``TWOFAPI_RATE_LIMIT_WINDOW_SECONDS``  the limits' fixed window (60)
 ``TWOFAPI_TRUSTED_PROXY_HOPS``         ``X-Forwarded-For`` hops to trust
 ``TWOFAPI_LOCKOUT_THRESHOLD``          failures that lock (3)
 ``TWOFAPI_LOCKOUT_SECONDS``            first lockout (3600)
@@ -35,7 +36,9 @@ variable                               meaning
 ``TWOFAPI_ARGON2_TIME_COST``           Argon2id passes (2)
 ``TWOFAPI_ARGON2_PARALLELISM``         Argon2id lanes (1)
 ``TWOFAPI_ARGON2_CONCURRENCY``         Argon2 jobs at once (2)
+``TWOFAPI_ARGON2_QUEUE``               Argon2 jobs waiting, then 429 (8)
 ``TWOFAPI_TOKEN_CACHE_SIZE``           verified-signature cache (10000)
+``TWOFAPI_STORAGE_THREADS``            ASGI threads for blocking storage (16)
 =====================================  =======================================
 """
 
@@ -128,7 +131,9 @@ class Settings:
                 raise ConfigurationError(f"{name} cannot be negative")
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:
             raise ConfigurationError("argon2_memory_kib is too small")
-        if self.argon2_concurrency < 1 or self.storage_threads < 1:
+        if min(
+            self.argon2_concurrency, self.storage_threads, self.rate_limit_window_seconds
+        ) < 1:
             raise ConfigurationError("concurrency settings must be at least 1")
 
     @property
@@ -199,6 +204,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "check_credential": ("TWOFAPI_CHECK_CREDENTIAL", "callable"),
     "rate_limit_per_address": ("TWOFAPI_RATE_LIMIT_PER_ADDRESS", "int"),
     "rate_limit_per_client": ("TWOFAPI_RATE_LIMIT_PER_CLIENT", "int"),
+    "rate_limit_window_seconds": ("TWOFAPI_RATE_LIMIT_WINDOW_SECONDS", "int"),
     "trusted_proxy_hops": ("TWOFAPI_TRUSTED_PROXY_HOPS", "int"),
     "lockout_threshold": ("TWOFAPI_LOCKOUT_THRESHOLD", "int"),
     "lockout_seconds": ("TWOFAPI_LOCKOUT_SECONDS", "int"),
@@ -209,6 +215,8 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "argon2_time_cost": ("TWOFAPI_ARGON2_TIME_COST", "int"),
     "argon2_parallelism": ("TWOFAPI_ARGON2_PARALLELISM", "int"),
     "argon2_concurrency": ("TWOFAPI_ARGON2_CONCURRENCY", "int"),
+    "argon2_queue": ("TWOFAPI_ARGON2_QUEUE", "int"),
+    "storage_threads": ("TWOFAPI_STORAGE_THREADS", "int"),
     "token_cache_size": ("TWOFAPI_TOKEN_CACHE_SIZE", "int"),
 }
 
