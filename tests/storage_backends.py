@@ -52,7 +52,12 @@ PERSISTENT_BACKENDS = [*SQL_BACKENDS, _REDIS]
 SERVER_BACKENDS = [_POSTGRESQL, _MYSQL, _REDIS]
 ALL_BACKENDS = [pytest.param("memory", id="memory"), *PERSISTENT_BACKENDS]
 
-_TABLES = ("challenges", "counters", "clients", VERSION_TABLE)
+_TABLES = (
+    "twofapi_challenges",
+    "twofapi_counters",
+    "twofapi_clients",
+    VERSION_TABLE,
+)
 
 _T = TypeVar("_T")
 

@@ -223,6 +223,36 @@ def test_migrate_reports_what_it_did(
     assert "already at schema version" in out
 
 
+def test_migrate_refuses_a_newer_schema_without_migrating(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    from twofapi_middleware.storage.migrations import VERSION_TABLE
+    from twofapi_middleware.storage.sql import SQLStorage
+
+    url = f"sqlite:///{tmp_path / 'twofapi.db'}"
+    assert main(["migrate", "--storage", url]) == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        newer = f"UPDATE {VERSION_TABLE} SET version_num = '9999'"
+        connection.execute(sa.text(newer))
+    engine.dispose()
+    capsys.readouterr()
+    migrated: list[object] = []
+    monkeypatch.setattr(SQLStorage, "migrate", migrated.append)
+
+    status, out, err = _run(capsys, "migrate", "--storage", url)
+
+    assert status == 1
+    assert out == ""
+    line = _one_error_line(err)
+    assert "revision 9999, newer than this code" in line
+    assert "upgrade twofapi-middleware" in line
+    assert migrated == []
+
+
 def test_migrate_with_a_bad_url_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = _run(capsys, "migrate", "--storage", "gopher://x")
 

@@ -16,6 +16,7 @@ from storage_backends import (
     NOW,
     SERVER_BACKENDS,
     SQL_BACKENDS,
+    backend_url,
     empty_storage,
     make_challenge,
     make_record,
@@ -227,6 +228,16 @@ def test_hits_start_over_in_the_next_window(storage: Storage) -> None:
     assert storage.hit("client:alice", 60, NOW + 300) == (1, NOW + 360)
 
 
+def test_a_lagging_clock_counts_in_the_stored_window(storage: Storage) -> None:
+    # A worker whose clock runs ahead has opened the next window already.
+    assert storage.hit("client:alice", 60, NOW + 60) == (1, NOW + 120)
+
+    assert storage.hit("client:alice", 60, NOW + 59) == (2, NOW + 120)
+    assert storage.hit("client:alice", 60, NOW) == (3, NOW + 120)
+    assert storage.hit("client:alice", 60, NOW + 61) == (4, NOW + 120)
+    assert storage.hit("client:alice", 60, NOW + 120) == (1, NOW + 180)
+
+
 def test_hit_keys_are_independent(storage: Storage) -> None:
     storage.hit("client:alice", 60, NOW)
     storage.hit("client:alice", 60, NOW)
@@ -387,4 +398,49 @@ def test_redis_keys_outlive_their_expiry_by_the_grace(tmp_path: Path) -> None:
     counter_ttl = storage.client.pttl("twofapi:counter:client:alice")
     assert 120_000 + grace_ms - 1000 < challenge_ttl <= 120_000 + grace_ms
     assert 45_000 + grace_ms - 1000 < counter_ttl <= 45_000 + grace_ms
+    storage.close()
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+@pytest.mark.redis
+def test_redis_takes_the_prefix_from_the_url(tmp_path: Path) -> None:
+    empty_storage("redis", tmp_path).close()
+    url = _with_query(backend_url("redis", tmp_path), "prefix=myapp%3A2fa:")
+    storage = open_storage(url)
+    assert isinstance(storage, RedisStorage)
+
+    storage.migrate()
+    storage.add_client(make_record())
+    storage.hit("client:alice", 60, NOW)
+
+    assert sorted(storage.client.keys()) == [
+        b"myapp:2fa:client:alice",
+        b"myapp:2fa:counter:client:alice",
+        b"myapp:2fa:schema_version",
+    ]
+    storage.check_schema()
+    storage.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("redis://127.0.0.1/15?prefix=a:", {"prefix": "b:"}),
+        ("redis://127.0.0.1/15?prefix=a:&prefix=b:", {}),
+    ],
+)
+def test_redis_prefixes_that_disagree_are_refused(
+    url: str, options: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        open_storage(url, **options)
+
+
+def test_redis_prefix_given_twice_alike_is_accepted() -> None:
+    storage = open_storage("redis://127.0.0.1/15?prefix=a:", prefix="a:")
+
+    assert "prefix='a:'" in repr(storage)
     storage.close()

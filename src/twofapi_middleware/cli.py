@@ -239,7 +239,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from .errors import SchemaError
+    from .errors import SchemaError, SchemaTooNew
     from .storage import SCHEMA_VERSION, open_storage, redact_url
 
     storage = open_storage(args.storage)
@@ -247,6 +247,9 @@ def _migrate(args: argparse.Namespace) -> int:
         try:
             storage.check_schema()
             current = True
+        except SchemaTooNew as error:
+            # A newer release wrote this schema; migrating cannot help.
+            raise _Abort(f"{error}; nothing was migrated") from None
         except SchemaError:
             current = False
         if not current:

@@ -4,7 +4,8 @@
 
     TwoFApiError                      base of everything raised on purpose
     ├── ConfigurationError            bad settings; raised at start-up
-    ├── SchemaError                   storage schema missing or too new
+    ├── SchemaError                   storage schema missing or outdated
+    │   └── SchemaTooNew              written by a newer release; never migrate
     ├── StorageUnavailable            backend down or timed out (503)
     └── ProblemError                  an HTTP problem answer (RFC 9457)
         ├── ValidationFailed          400, names the bad field
@@ -48,6 +49,13 @@ class ConfigurationError(TwoFApiError):
 
 class SchemaError(TwoFApiError):
     """The storage schema is missing, outdated or newer than this code."""
+
+
+class SchemaTooNew(SchemaError):
+    """The storage schema is newer than this code: upgrade the package.
+
+    Migrating cannot help, so ``twofapi migrate`` refuses to try.
+    """
 
 
 class StorageUnavailable(TwoFApiError):

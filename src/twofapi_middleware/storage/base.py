@@ -31,6 +31,10 @@ SCHEMA_VERSION = 1
 # between workers never loses a live challenge.
 PURGE_GRACE_SECONDS = 60
 
+# A migration waits this long for a concurrent one to finish and let go of
+# the store's migration lock, then gives up as unavailable.
+MIGRATION_LOCK_SECONDS = 300
+
 
 @runtime_checkable
 class Storage(Protocol):
@@ -46,7 +50,10 @@ class Storage(Protocol):
         """Raise SchemaError unless the schema is exactly SCHEMA_VERSION."""
 
     def migrate(self) -> None:
-        """Create or upgrade the schema to SCHEMA_VERSION; idempotent."""
+        """Create or upgrade the schema to SCHEMA_VERSION; idempotent.
+
+        Concurrent migrations of one store take turns under a lock.
+        """
 
     def close(self) -> None:
         """Release connections."""
@@ -76,7 +83,10 @@ class Storage(Protocol):
         """Count one request in the fixed window holding ``now``.
 
         Returns the count in that window, this request included, and the
-        time at which the window ends.
+        time at which the window ends. Only a later window starts the count
+        over: when the stored window ends later than ``now``'s, as it does
+        for a worker whose clock lags, the request counts in the stored
+        window and its end is returned.
         """
 
     def purge(self, now: float) -> None:

@@ -114,11 +114,11 @@ class MemoryStorage:
                 self._purge_counters(now)
                 self._next_counter_purge = now + window_seconds
             stored_end, count = self._counters.get(key, (end, 0))
-            if stored_end != end:
-                count = 0
+            if end > stored_end:
+                stored_end, count = end, 0
             count += 1
-            self._counters[key] = (end, count)
-        return count, end
+            self._counters[key] = (stored_end, count)
+        return count, stored_end
 
     def purge(self, now: float) -> None:
         horizon = now - PURGE_GRACE_SECONDS

@@ -1,12 +1,15 @@
 """Redis storage through redis-py's synchronous client.
 
-Every key starts with a prefix (``twofapi:`` by default)::
+Every key starts with a prefix, ``twofapi:`` unless the ``prefix`` keyword
+or the URL's ``prefix`` query parameter (``redis://host/0?prefix=myapp:``)
+names another; the parameter is read here and never reaches redis-py::
 
     <prefix>client:<client id>      hash   the client record
     <prefix>challenge:<client id>   hash   the client's one pending challenge
     <prefix>challenges              zset   client ids scored by expiry
     <prefix>counter:<key>           hash   a rate-limit window's end and count
     <prefix>schema_version          string the schema version
+    <prefix>migrate_lock            string a migration's token while it runs
 
 Each write is one Lua script or ``MULTI`` block, which Redis runs without
 interleaving any other command: ``add_client`` writes only if the key is
@@ -15,7 +18,8 @@ absent, ``replace_client`` compares the stored revision before writing,
 ``take_challenge`` deletes that slot only if it holds the challenge asked
 for, so another client's challenge is never looked at. Keying challenges by
 client makes "one pending challenge per client" a property of the layout
-rather than of bookkeeping.
+rather than of bookkeeping. ``hit`` starts a counter over only when a later
+window begins, so a worker whose clock lags counts in the stored window.
 
 Key TTLs, computed from the caller's ``now``, end challenges and counters
 ``PURGE_GRACE_SECONDS`` after they expire. They only reclaim space: expiry is
@@ -30,7 +34,10 @@ import contextlib
 import dataclasses
 import enum
 import math
+import secrets
+import time
 import typing
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -38,14 +45,25 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import ConfigurationError, SchemaError, StorageUnavailable
+from ..errors import (
+    ConfigurationError,
+    SchemaError,
+    SchemaTooNew,
+    StorageUnavailable,
+)
 from ..models import Challenge, ClientRecord, ClientStatus
 from . import redact_url
-from .base import PURGE_GRACE_SECONDS, SCHEMA_VERSION
+from .base import MIGRATION_LOCK_SECONDS, PURGE_GRACE_SECONDS, SCHEMA_VERSION
 
 __all__ = ["RedisStorage"]
 
+_DEFAULT_PREFIX = "twofapi:"
 _PURGE_BATCH = 500
+
+# The migration lock expires by itself, so a migration that died holding it
+# delays the next one this long at most; a live one is done far sooner.
+_MIGRATION_LOCK_TTL_MS = 30_000
+_MIGRATION_LOCK_POLL_SECONDS = 0.05
 
 # KEYS[1] client; ARGV field, value, ...
 _ADD_CLIENT = """
@@ -99,14 +117,25 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS[1] counter; ARGV[1] window end, ARGV[2] TTL in ms
+# KEYS[1] counter; ARGV[1] window end, ARGV[2] TTL in ms. Answers the count
+# and the end of the window counted in: a stored window ending no earlier
+# than ARGV[1] keeps counting, with its TTL untouched.
 _HIT = """
-if redis.call('HGET', KEYS[1], 'window_end') == ARGV[1] then
-    return redis.call('HINCRBY', KEYS[1], 'count', 1)
+local stored = redis.call('HGET', KEYS[1], 'window_end')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+    return {redis.call('HINCRBY', KEYS[1], 'count', 1), stored}
 end
 redis.call('HSET', KEYS[1], 'window_end', ARGV[1], 'count', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+return {1, ARGV[1]}
+"""
+
+# KEYS[1] migration lock; ARGV[1] the holder's token
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 _V = TypeVar("_V", ClientRecord, Challenge)
@@ -164,10 +193,28 @@ def _ttl_ms(end: float, now: float) -> int:
     return max(1, math.ceil((end + PURGE_GRACE_SECONDS - now) * 1000))
 
 
+def _split_prefix(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``prefix`` query parameter, and that parameter."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    if not prefixes:
+        return url, None
+    if len(prefixes) > 1:
+        raise ConfigurationError(
+            f"storage URL {redact_url(url)} gives the prefix more than once"
+        )
+
+    rest = urllib.parse.urlencode([pair for pair in query if pair[0] != "prefix"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), prefixes[0]
+
+
 class RedisStorage:
     """Storage in Redis, chosen by a ``redis://`` or ``rediss://`` URL.
 
-    ``prefix`` starts every key. ``timeout_seconds`` bounds connecting,
+    ``prefix`` starts every key; the URL's ``prefix`` query parameter sets
+    it too, and the two must agree when both are given. ``timeout_seconds``
+    bounds connecting,
     each command and the wait for one of the ``max_connections`` pooled
     connections; past it a call raises StorageUnavailable. A command is
     never retried, since a retried script might apply twice; pooled
@@ -181,13 +228,22 @@ class RedisStorage:
         self,
         url: str,
         *,
-        prefix: str = "twofapi:",
+        prefix: str | None = None,
         timeout_seconds: float = 5.0,
         max_connections: int = 50,
     ) -> None:
         if timeout_seconds <= 0:
             raise ConfigurationError("timeout_seconds must be positive")
         self._label = redact_url(url)
+        url, url_prefix = _split_prefix(url)
+        if url_prefix is not None:
+            if prefix is not None and prefix != url_prefix:
+                raise ConfigurationError(
+                    f"storage URL {self._label} names the prefix "
+                    f"{url_prefix!r}, the prefix option {prefix!r}; give one"
+                )
+            prefix = url_prefix
+        prefix = _DEFAULT_PREFIX if prefix is None else prefix
         self._prefix = prefix
         try:
             pool = redis.BlockingConnectionPool.from_url(
@@ -209,6 +265,7 @@ class RedisStorage:
         self._take = self._redis.register_script(_TAKE_CHALLENGE)
         self._purge_one = self._redis.register_script(_PURGE_CHALLENGE)
         self._hit = self._redis.register_script(_HIT)
+        self._release = self._redis.register_script(_RELEASE_LOCK)
 
     def __repr__(self) -> str:
         return f"RedisStorage({self._label!r}, prefix={self._prefix!r})"
@@ -246,8 +303,8 @@ class RedisStorage:
                 f"unreadable twofapi schema version at {self._label}: {stored!r}"
             ) from None
 
-    def _newer(self, version: int) -> SchemaError:
-        return SchemaError(
+    def _newer(self, version: int) -> SchemaTooNew:
+        return SchemaTooNew(
             f"the twofapi schema at {self._label} is at version {version}, "
             f"newer than this code knows ({SCHEMA_VERSION}); "
             "upgrade twofapi-middleware"
@@ -267,13 +324,41 @@ class RedisStorage:
         )
 
     def migrate(self) -> None:
-        """Record SCHEMA_VERSION; stored data already reads as version 1."""
-        version = self._stored_version()
-        if version is not None and version > SCHEMA_VERSION:
-            raise self._newer(version)
-        if version != SCHEMA_VERSION:
+        """Record SCHEMA_VERSION; stored data already reads as version 1.
+
+        Runs under the migration lock: a concurrent migration waits up to
+        MIGRATION_LOCK_SECONDS, then finds the schema current.
+        """
+        with self._migration_lock():
+            version = self._stored_version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise self._newer(version)
+            if version != SCHEMA_VERSION:
+                with self._guard():
+                    key = f"{self._prefix}schema_version"
+                    self._redis.set(key, SCHEMA_VERSION)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Hold ``<prefix>migrate_lock``, set to a token only this call
+        knows, so that a lock which expired and was taken again by another
+        migration is never let go of here."""
+        key = f"{self._prefix}migrate_lock"
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + MIGRATION_LOCK_SECONDS
+        with self._guard():
+            while not self._redis.set(key, token, nx=True, px=_MIGRATION_LOCK_TTL_MS):
+                if time.monotonic() >= deadline:
+                    raise StorageUnavailable(
+                        f"storage {self._label}: another migration held the "
+                        f"lock for over {MIGRATION_LOCK_SECONDS} seconds"
+                    )
+                time.sleep(_MIGRATION_LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
             with self._guard():
-                self._redis.set(f"{self._prefix}schema_version", SCHEMA_VERSION)
+                self._release(keys=[key], args=[token])
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -329,8 +414,9 @@ class RedisStorage:
         end = float((math.floor(now / window_seconds) + 1) * window_seconds)
         keys = [f"{self._prefix}counter:{key}"]
         with self._guard():
-            count = self._hit(keys=keys, args=[repr(end), _ttl_ms(end, now)])
-        return int(count), end
+            answer = self._hit(keys=keys, args=[repr(end), _ttl_ms(end, now)])
+        count, window_end = cast(list[Any], answer)
+        return int(count), float(window_end)
 
     def purge(self, now: float) -> None:
         """Remove challenges expired over PURGE_GRACE_SECONDS ago.

@@ -13,10 +13,14 @@ explicit ``+driver`` is honoured. How the protocol's guarantees are kept:
 * ``take_challenge`` is ``DELETE ... WHERE challenge_id = ? AND client_id = ?
   RETURNING``; without ``RETURNING``, a locking read and the same delete,
   which only one transaction can win;
-* ``hit`` is an upsert too, which starts the count over when the window
-  changes. Upserts are ``ON CONFLICT`` or ``ON DUPLICATE KEY`` statements.
+* ``hit`` is an upsert too, which starts the count over only when a later
+  window begins; a hit from a lagging clock counts in the stored window.
+  Upserts are ``ON CONFLICT`` or ``ON DUPLICATE KEY`` statements.
 
-A transaction that a deadlock ended runs again.
+A transaction that a deadlock ended runs again. Concurrent migrations take
+turns: under an advisory lock on PostgreSQL, ``GET_LOCK`` on MySQL and
+MariaDB, and on SQLite in one ``BEGIN IMMEDIATE`` transaction, which holds
+the database's write lock throughout.
 
 The tables and their Alembic revisions live in :mod:`.migrations`. Driver
 errors become :class:`~twofapi_middleware.errors.StorageUnavailable`, with
@@ -25,9 +29,10 @@ bind parameters hidden and the URL's password redacted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -36,10 +41,15 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from ..errors import ConfigurationError, SchemaError, StorageUnavailable
+from ..errors import (
+    ConfigurationError,
+    SchemaError,
+    SchemaTooNew,
+    StorageUnavailable,
+)
 from ..models import Challenge, ClientRecord, ClientStatus
 from . import redact_url
-from .base import PURGE_GRACE_SECONDS, SCHEMA_VERSION
+from .base import MIGRATION_LOCK_SECONDS, PURGE_GRACE_SECONDS, SCHEMA_VERSION
 from .migrations import (
     SCHEMA_REVISION,
     alembic_config,
@@ -64,6 +74,14 @@ _DRIVERS = {
 _RETRIES = 10
 _PG_RETRY_STATES = frozenset({"40001", "40P01"})  # serialization, deadlock
 _MYSQL_DEADLOCK = 1213
+
+# The locks that make migrations of one database take turns. PostgreSQL's
+# key is b"twofapi" read as a number; a MySQL lock name is server-wide, so
+# migrations of two databases on one server take turns too, which is
+# harmless.
+_PG_MIGRATION_LOCK = 0x74776F66617069
+_MYSQL_MIGRATION_LOCK = "twofapi_migrate"
+_PG_LOCK_TIMEOUT = "55P03"
 
 _T = TypeVar("_T")
 
@@ -104,7 +122,9 @@ def _connect_args(
     """
     seconds = max(1, math.ceil(timeout_seconds))
     if backend == "sqlite":
-        return {"timeout": timeout_seconds, "check_same_thread": False}
+        # A migration waits for the write lock that another one holds.
+        busy = timeout_seconds if limited else MIGRATION_LOCK_SECONDS
+        return {"timeout": busy, "check_same_thread": False}
     if backend == "postgresql":
         args: dict[str, Any] = {"connect_timeout": max(2, seconds)}  # libpq min
         if limited:
@@ -122,6 +142,18 @@ def _use_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def _leave_transactions_to_sqlalchemy(dbapi_connection: Any, _record: Any) -> None:
+    # Left to itself, pysqlite begins a transaction only before DML, so
+    # DDL would run outside any; _begin_immediate begins them instead.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # The write lock is taken at once, so a second migration waits here
+    # and then finds the schema current, instead of racing the first.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _is_conflict(error: DBAPIError) -> bool:
@@ -178,11 +210,17 @@ def _overwrite(proposed: Any) -> dict[str, Any]:
 
 
 def _next_count(proposed: Any) -> dict[str, Any]:
-    """The counter after one more hit, starting over in a new window."""
-    new_window = counters.c.window_end != proposed.window_end
+    """The counter after one more hit, starting over in a later window.
+
+    A hit whose window ends earlier comes from a worker whose clock lags;
+    it counts in the stored window, so that worker cannot reset it.
+    """
+    stored_end = counters.c.window_end
+    later = proposed.window_end > stored_end
     return {
-        "count": sa.case((new_window, 1), else_=counters.c.count + 1),
-        "window_end": proposed.window_end,  # last: MySQL assigns in order
+        "count": sa.case((later, 1), else_=counters.c.count + 1),
+        # Last: MySQL assigns in order, and ``later`` must see the old end.
+        "window_end": sa.case((later, proposed.window_end), else_=stored_end),
     }
 
 
@@ -228,6 +266,7 @@ class SQLStorage:
         return self._engine
 
     def _create_engine(self, *, limited: bool, **pool_options: Any) -> Engine:
+        """An engine for requests if ``limited``, else one for a migration."""
         backend = self._url.get_backend_name()
         connect_args = _connect_args(backend, self._timeout_seconds, limited)
         if backend in ("mysql", "mariadb"):
@@ -256,6 +295,10 @@ class SQLStorage:
             )
         if backend == "sqlite":
             sa.event.listen(engine, "connect", _use_wal)
+            if not limited:
+                connect = _leave_transactions_to_sqlalchemy
+                sa.event.listen(engine, "connect", connect)
+                sa.event.listen(engine, "begin", _begin_immediate)
         return engine
 
     def _unavailable(self, error: Exception) -> StorageUnavailable:
@@ -298,8 +341,8 @@ class SQLStorage:
             f"run `twofapi migrate --storage {self._label}`"
         )
 
-    def _newer(self, revision: str) -> SchemaError:
-        return SchemaError(
+    def _newer(self, revision: str) -> SchemaTooNew:
+        return SchemaTooNew(
             f"the twofapi schema at {self._label} is at revision {revision}, "
             f"newer than this code knows (schema version {SCHEMA_VERSION}); "
             "upgrade twofapi-middleware"
@@ -308,11 +351,17 @@ class SQLStorage:
     def migrate(self) -> None:
         """Upgrade the schema to SCHEMA_REVISION; nothing happens if it is.
 
-        Runs on a connection of its own, free of the statement timeout.
+        Runs on a connection of its own, free of the statement timeout,
+        under the migration lock: a concurrent migration waits up to
+        MIGRATION_LOCK_SECONDS, then finds the schema current.
         """
         engine = self._create_engine(limited=False, poolclass=sa.pool.NullPool)
         try:
-            with engine.begin() as connection:
+            with (
+                engine.connect() as connection,
+                self._migration_lock(connection),
+                connection.begin(),
+            ):
                 revision = stored_revision(connection)
                 if revision is not None and revision not in known_revisions():
                     raise self._newer(revision)
@@ -321,6 +370,53 @@ class SQLStorage:
             raise self._unavailable(error) from error
         finally:
             engine.dispose()
+
+    @contextlib.contextmanager
+    def _migration_lock(self, connection: Connection) -> Iterator[None]:
+        """Hold this database's migration lock on ``connection``.
+
+        The lock belongs to the session, not to a transaction, and is let go
+        explicitly after a migration; after a failed one, the connection
+        closes, which lets go of it too. SQLite needs nothing here: the
+        migration engine begins with BEGIN IMMEDIATE.
+        """
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            self._pg_lock(connection)
+            release = sa.func.pg_advisory_unlock(_PG_MIGRATION_LOCK)
+        elif dialect in ("mysql", "mariadb"):
+            name, seconds = _MYSQL_MIGRATION_LOCK, MIGRATION_LOCK_SECONDS
+            taken = connection.execute(sa.select(sa.func.get_lock(name, seconds)))
+            if taken.scalar() != 1:
+                raise self._still_locked()
+            connection.commit()
+            release = sa.func.release_lock(name)
+        else:
+            yield
+            return
+
+        yield
+        connection.execute(sa.select(release))
+        connection.commit()
+
+    def _pg_lock(self, connection: Connection) -> None:
+        timeout = f"SET lock_timeout = '{MIGRATION_LOCK_SECONDS}s'"
+        connection.exec_driver_sql(timeout)
+        try:
+            lock = sa.func.pg_advisory_lock(_PG_MIGRATION_LOCK)
+            connection.execute(sa.select(lock))
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == _PG_LOCK_TIMEOUT:
+                raise self._still_locked() from error
+            raise
+        connection.exec_driver_sql("RESET lock_timeout")
+        connection.commit()
+
+    def _still_locked(self) -> StorageUnavailable:
+        return StorageUnavailable(
+            f"storage {self._label}: another migration held the lock for "
+            f"over {MIGRATION_LOCK_SECONDS} seconds"
+        )
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -1,8 +1,9 @@
 """The SQL schema: the tables as the newest revision leaves them, and the
 Alembic revisions that build them, run by ``SQLStorage.migrate``.
 
-Alembic records the revision in a version table of its own name, so the
-package's schema never mixes with an application's migrations. Revision
+Every table's name starts with ``twofapi_``, and Alembic records the
+revision in a version table of that name too, so the package's schema can
+share a database with an application's tables and migrations. Revision
 ``0001`` is the shape before the first release, kept so that the tests walk
 an upgrade that carries data; revision ``0002`` is schema version 1.
 """
@@ -58,7 +59,7 @@ def _bytes(length: int) -> sa.types.TypeEngine[bytes]:
 metadata = sa.MetaData()
 
 clients = sa.Table(
-    "clients",
+    "twofapi_clients",
     metadata,
     sa.Column("client_id", _identifier(128), primary_key=True),
     sa.Column("reference_id", _identifier(128), nullable=False),
@@ -76,7 +77,7 @@ clients = sa.Table(
 )
 
 challenges = sa.Table(
-    "challenges",
+    "twofapi_challenges",
     metadata,
     sa.Column("challenge_id", _identifier(128), primary_key=True),
     sa.Column("client_id", _identifier(128), nullable=False, unique=True),
@@ -84,16 +85,16 @@ challenges = sa.Table(
     sa.Column("channel_binding", _bytes(64), nullable=False),
     sa.Column("commitment_version", sa.Integer, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
-    sa.Index("ix_challenges_expires_at", "expires_at"),
+    sa.Index("ix_twofapi_challenges_expires_at", "expires_at"),
 )
 
 counters = sa.Table(
-    "counters",
+    "twofapi_counters",
     metadata,
     sa.Column("key", _identifier(255), primary_key=True),
     sa.Column("window_end", sa.Double, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
-    sa.Index("ix_counters_window_end", "window_end"),
+    sa.Index("ix_twofapi_counters_window_end", "window_end"),
 )
 
 

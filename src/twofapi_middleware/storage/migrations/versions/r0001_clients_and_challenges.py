@@ -34,7 +34,7 @@ def _bytes(length: int) -> sa.types.TypeEngine[bytes]:
 
 def upgrade() -> None:
     op.create_table(
-        "clients",
+        "twofapi_clients",
         sa.Column("client_id", _identifier(128), primary_key=True),
         sa.Column("reference_id", _identifier(128), nullable=False),
         sa.Column("commitment", _bytes(64), nullable=False),
@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer, nullable=False),
     )
     op.create_table(
-        "challenges",
+        "twofapi_challenges",
         sa.Column("challenge_id", _identifier(128), primary_key=True),
         sa.Column("client_id", _identifier(128), nullable=False, unique=True),
         sa.Column("nonce", _bytes(64), nullable=False),
@@ -57,9 +57,11 @@ def upgrade() -> None:
         sa.Column("commitment_version", sa.Integer, nullable=False),
         sa.Column("expires_at", sa.Double, nullable=False),
     )
-    op.create_index("ix_challenges_expires_at", "challenges", ["expires_at"])
+    op.create_index(
+        "ix_twofapi_challenges_expires_at", "twofapi_challenges", ["expires_at"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_table("challenges")
-    op.drop_table("clients")
+    op.drop_table("twofapi_challenges")
+    op.drop_table("twofapi_clients")

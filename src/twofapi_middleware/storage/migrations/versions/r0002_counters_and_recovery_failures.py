@@ -25,18 +25,20 @@ def _key(length: int) -> sa.types.TypeEngine[str]:
 def upgrade() -> None:
     # Clients enrolled before this revision have never failed a recovery.
     op.add_column(
-        "clients",
+        "twofapi_clients",
         sa.Column("recovery_failures", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_table(
-        "counters",
+        "twofapi_counters",
         sa.Column("key", _key(255), primary_key=True),
         sa.Column("window_end", sa.Double, nullable=False),
         sa.Column("count", sa.Integer, nullable=False),
     )
-    op.create_index("ix_counters_window_end", "counters", ["window_end"])
+    op.create_index(
+        "ix_twofapi_counters_window_end", "twofapi_counters", ["window_end"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_table("counters")
-    op.drop_column("clients", "recovery_failures")
+    op.drop_table("twofapi_counters")
+    op.drop_column("twofapi_clients", "recovery_failures")
