@@ -9,6 +9,7 @@ from .errors import (
     ConfigurationError,
     ProblemError,
     SchemaError,
+    SchemaTooNew,
     StorageUnavailable,
     TwoFApiError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Principal",
     "ProblemError",
     "SchemaError",
+    "SchemaTooNew",
     "Settings",
     "StorageUnavailable",
     "TwoFApi",

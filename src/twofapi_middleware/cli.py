@@ -61,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (TwoFApiError, _Abort) as error:
+    except (TwoFApiError, _Abort, ValueError) as error:
+        # ValueError: arguments the client library refuses (a full URL as
+        # the path of `client get`, a credential for another client).
         return _fail(str(error))
     except FileExistsError as error:
         return _fail(f"{error.filename} already exists; refusing to overwrite it")
@@ -401,14 +403,15 @@ def _client_recover(args: argparse.Namespace) -> int:
 def _admin_revoke(args: argparse.Namespace) -> int:
     with AdminClient(args.server, _admin_secret()) as admin:
         admin.revoke(args.client_id)
-    print(f"Revoked {args.client_id}.")
+    # 204 also answers an unknown or already revoked identifier (protocol).
+    print(f"Revoked {args.client_id} (if it existed and was not revoked already).")
     return 0
 
 
 def _admin_suspend(args: argparse.Namespace) -> int:
     with AdminClient(args.server, _admin_secret()) as admin:
         admin.suspend(args.client_id)
-    print(f"Suspended {args.client_id}.")
+    print(f"Suspended {args.client_id} (if it existed and was active).")
     return 0
 
 
