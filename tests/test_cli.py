@@ -571,7 +571,7 @@ def test_admin_secret_comes_only_from_the_environment(
     monkeypatch.setenv("TWOFAPI_ADMIN_SECRET", "s" * 40)
     status, out, _ = _run(capsys, "admin", "suspend", "bob")
     assert status == 0
-    assert out == "Suspended bob.\n"
+    assert out == "Suspended bob (if it existed and was active).\n"
 
 
 def test_admin_reactivate_writes_a_new_owner_only_file(
