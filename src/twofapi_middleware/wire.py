@@ -136,6 +136,24 @@ _STRICT_DECODER = json.JSONDecoder(
 _COMPACT_ENCODER = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, check_circular=False
 )
+# JSONEncoder.encode still makes a C encoder per call; make that one once,
+# with the arguments it would pass (falling back where json has no C part).
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER: Any = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None,  # no circular check, as above
+        _COMPACT_ENCODER.default,
+        json.encoder.encode_basestring,
+        None,  # no indent
+        _COMPACT_ENCODER.key_separator,
+        _COMPACT_ENCODER.item_separator,
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -158,4 +176,6 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 def dump_json(value: Any) -> bytes:
-    return _COMPACT_ENCODER.encode(value).encode()
+    if _C_ENCODER is None:
+        return _COMPACT_ENCODER.encode(value).encode()
+    return "".join(_C_ENCODER(value, 0)).encode()
