@@ -123,11 +123,13 @@ def test_config_strings_are_read_like_environment_variables() -> None:
     assert settings.token_leeway_seconds == 30
 
 
-def test_config_ignores_the_process_environment(
+def test_the_environment_fills_in_and_the_config_wins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TWOFAPI_ISSUER", "from-env")
-    assert settings_from_config({}).issuer == "2fapi"
+    monkeypatch.setenv("TWOFAPI_TEST_SOMETHING", "not a setting, ignored")
+    assert settings_from_config({}).issuer == "from-env"
+    assert settings_from_config({"TWOFAPI_ISSUER": "mine"}).issuer == "mine"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
     python examples/flask_app/run.py --port 8000 [--storage URL]
 
-``TWOFAPI_*`` environment variables go into the app's config.
+``TWOFAPI_*`` environment variables are read by the extension itself.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    config = {k: v for k, v in os.environ.items() if k.startswith("TWOFAPI_")}
-    config["TWOFAPI_STORAGE_URL"] = args.storage
-    app = create_app(config)
+    app = create_app({"TWOFAPI_STORAGE_URL": args.storage})
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.create_server((args.host, args.port), family=family)

@@ -38,6 +38,7 @@ String values are read as the environment variables of the same name are
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -85,8 +86,13 @@ def login_required(view: V) -> V:
 
 
 def settings_from_config(config: Mapping[str, Any]) -> Settings:
-    """Settings from the ``TWOFAPI_*`` keys of a Flask config."""
-    environ: dict[str, str] = {}
+    """Settings from the ``TWOFAPI_*`` keys of a Flask config.
+
+    The process's ``TWOFAPI_*`` environment variables fill in what the config
+    leaves out, as everywhere else; only the config's own keys must all be
+    known settings.
+    """
+    environ = {k: v for k, v in os.environ.items() if k.startswith(_PREFIX)}
     overrides: dict[str, Any] = {}
     for key, value in config.items():
         if not key.startswith(_PREFIX):
