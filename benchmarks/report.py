@@ -65,6 +65,19 @@ def render(results: dict[str, Any]) -> str:
         f"PyNaCl {meta['versions'].get('PyNaCl', '?')}",
         f"- mode: {meta['mode']}, {meta['duration_seconds']:.0f} s in all",
         "",
+        "## How it is measured",
+        "",
+        "- Ratios are taken within one run, their two sides interleaved, so "
+        "the noise of this shared machine lands on both.",
+        "- Server costs are CPU seconds (user + system, every thread) read "
+        "from the server processes' `/proc/<pid>/stat` around each measured "
+        "block and divided by the requests served; the load generators are "
+        "separate processes and never counted.",
+        "- In-process figures run in fresh interpreters and use "
+        "`time.process_time()`; memory is RSS after `gc.collect()`.",
+        "- Rate limits are off; every guarded request still reads the "
+        "client's status and commitment version from storage.",
+        "",
         "## Targets",
         "",
         "| figure | value | target | | definition |",

@@ -127,6 +127,8 @@ class Server:
             str(self.port),
             "--workers",
             str(workers),
+            "--threads",
+            str(WAITRESS_THREADS),
         ]
         full_env = {**os.environ, **env, "BENCH_APP": app}
         with open(self.log_path, "wb") as log_file:
