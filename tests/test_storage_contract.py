@@ -385,6 +385,43 @@ def test_a_lock_held_too_long_is_unavailable(backend: str, tmp_path: Path) -> No
     storage.close()
 
 
+@pytest.mark.postgresql
+def test_postgresql_options_in_the_url_are_kept(tmp_path: Path) -> None:
+    empty_storage("postgresql", tmp_path).close()
+    url = _with_query(
+        backend_url("postgresql", tmp_path), "options=-c%20lock_timeout%3D4321"
+    )
+    storage = open_storage(url, timeout_seconds=3)
+    assert isinstance(storage, SQLStorage)
+
+    with storage.engine.connect() as connection:
+        lock = connection.execute(sa.text("SHOW lock_timeout")).scalar_one()
+        statement = connection.execute(sa.text("SHOW statement_timeout")).scalar_one()
+
+    assert (lock, statement) == ("4321ms", "3s")
+    storage.close()
+
+
+@pytest.mark.mysql
+def test_mysql_init_command_in_the_url_is_kept(tmp_path: Path) -> None:
+    empty_storage("mysql", tmp_path).close()
+    url = _with_query(
+        backend_url("mysql", tmp_path),
+        "init_command=SET%20SESSION%20sql_mode%3D%27ANSI_QUOTES%27",
+    )
+    storage = open_storage(url, timeout_seconds=3)
+    assert isinstance(storage, SQLStorage)
+
+    with storage.engine.connect() as connection:
+        mode = connection.execute(sa.text("SELECT @@SESSION.sql_mode")).scalar_one()
+        wait = connection.execute(
+            sa.text("SELECT @@SESSION.innodb_lock_wait_timeout")
+        ).scalar_one()
+
+    assert (mode, int(wait)) == ("ANSI_QUOTES", 3)
+    storage.close()
+
+
 @pytest.mark.redis
 def test_redis_keys_outlive_their_expiry_by_the_grace(tmp_path: Path) -> None:
     storage = empty_storage("redis", tmp_path)

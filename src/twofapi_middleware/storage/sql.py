@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -113,28 +113,55 @@ def _engine_url(url: str) -> tuple[URL, str]:
 
 
 def _connect_args(
-    backend: str, timeout_seconds: float, limited: bool
+    backend: str,
+    timeout_seconds: float,
+    limited: bool,
+    query: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Driver options bounding connecting and, if ``limited``, statements.
 
     Migrations are not ``limited``: their statements may rightly run longer
-    than a request's.
+    than a request's. ``query`` holds the options the URL already gives; the
+    bounds add to them and never replace one the user chose.
     """
+    given = query or {}
     seconds = max(1, math.ceil(timeout_seconds))
     if backend == "sqlite":
         # A migration waits for the write lock that another one holds.
         busy = timeout_seconds if limited else MIGRATION_LOCK_SECONDS
-        return {"timeout": busy, "check_same_thread": False}
+        return _without({"timeout": busy, "check_same_thread": False}, given)
     if backend == "postgresql":
         args: dict[str, Any] = {"connect_timeout": max(2, seconds)}  # libpq min
         if limited:
-            args["options"] = f"-c statement_timeout={seconds * 1000}"
-        return args
+            options = f"-c statement_timeout={seconds * 1000}"
+            if given.get("options"):
+                options = f"{given['options']} {options}"
+            args["options"] = options
+        return _without(args, given, keep="options")
+    # MySQL's lock wait is bounded by _bound_lock_waits, after any
+    # init_command of the URL has run.
     args = {"connect_timeout": timeout_seconds}
     if limited:
         args["read_timeout"] = args["write_timeout"] = timeout_seconds
-        args["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {seconds}"
-    return args
+    return _without(args, given)
+
+
+def _without(
+    args: dict[str, Any], given: Mapping[str, Any], *, keep: str = ""
+) -> dict[str, Any]:
+    """``args`` less the options the URL sets itself (the URL wins)."""
+    return {
+        name: value for name, value in args.items() if name == keep or name not in given
+    }
+
+
+def _bound_lock_waits(seconds: int) -> Callable[[Any, Any], None]:
+    def bound(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+        cursor.close()
+
+    return bound
 
 
 def _use_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -268,7 +295,9 @@ class SQLStorage:
     def _create_engine(self, *, limited: bool, **pool_options: Any) -> Engine:
         """An engine for requests if ``limited``, else one for a migration."""
         backend = self._url.get_backend_name()
-        connect_args = _connect_args(backend, self._timeout_seconds, limited)
+        connect_args = _connect_args(
+            backend, self._timeout_seconds, limited, self._url.query
+        )
         if backend in ("mysql", "mariadb"):
             # Repeatable read adds gap locks, on which concurrent upserts and
             # deletes of one client's rows deadlock far more often.
@@ -299,6 +328,9 @@ class SQLStorage:
                 connect = _leave_transactions_to_sqlalchemy
                 sa.event.listen(engine, "connect", connect)
                 sa.event.listen(engine, "begin", _begin_immediate)
+        if backend in ("mysql", "mariadb") and limited:
+            seconds = max(1, math.ceil(self._timeout_seconds))
+            sa.event.listen(engine, "connect", _bound_lock_waits(seconds))
         return engine
 
     def _unavailable(self, error: Exception) -> StorageUnavailable:
