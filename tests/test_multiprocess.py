@@ -13,8 +13,8 @@ import threading
 
 import httpx
 import pytest
-from servers import running_servers, server_env
 
+from servers import running_servers, server_env
 from twofapi_middleware import crypto
 from twofapi_middleware.storage import open_storage
 

@@ -17,13 +17,12 @@ import pytest
 from starlette.testclient import TestClient
 from werkzeug.test import Client
 
+from tcp_proxy import tcp_proxy
 from twofapi_middleware import TwoFApiMiddleware, TwoFApiWSGIMiddleware, crypto
 from twofapi_middleware.server import demo_app
 from twofapi_middleware.service import TwoFApi
 from twofapi_middleware.storage import open_storage
 from twofapi_middleware.testing import fast_settings
-
-from tcp_proxy import tcp_proxy
 
 SERVERS = {
     "postgresql": os.environ.get(

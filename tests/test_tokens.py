@@ -231,6 +231,8 @@ def test_tampering_with_any_segment_is_refused(codec: TokenCodec) -> None:
         f"{header}.{other_payload}.{signature}",
         f"{header}.{payload}.{respelled}",
         f"{header}.{payload}.{signature}=",
+        f"{header}.{payload}.{signature}==",
+        f"{header}=.{payload}.{signature}",
         f"{header}.{payload}.{signature[:-2]}",
         f"{header}.{payload}",
         f"{header}.{payload}.{signature}.{signature}",
@@ -243,6 +245,10 @@ def test_tampering_with_any_segment_is_refused(codec: TokenCodec) -> None:
     for token_text in forged:
         with pytest.raises(InvalidToken):
             codec.decode(token_text)
+
+
+def test_only_eddsa_is_known_to_the_codec(codec: TokenCodec) -> None:
+    assert codec._jwt._jws.get_algorithms() == ["EdDSA"]
 
 
 def test_a_retired_key_keeps_verifying_during_a_rotation(pem: str) -> None:

@@ -131,9 +131,12 @@ class Settings:
                 raise ConfigurationError(f"{name} cannot be negative")
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:
             raise ConfigurationError("argon2_memory_kib is too small")
-        if min(
-            self.argon2_concurrency, self.storage_threads, self.rate_limit_window_seconds
-        ) < 1:
+        limits = (
+            self.argon2_concurrency,
+            self.storage_threads,
+            self.rate_limit_window_seconds,
+        )
+        if min(limits) < 1:
             raise ConfigurationError("concurrency settings must be at least 1")
 
     @property
