@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import wire
 from .constants import (
@@ -48,9 +48,12 @@ PROBLEM_JSON = "application/problem+json"
 _HEALTH_BODY = wire.dump_json({"status": "ok", "version": SERVICE_VERSION})
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What the adapters hand over: header names lowercased, first value."""
+class Request(NamedTuple):
+    """What the adapters hand over: header names lowercased, first value.
+
+    A named tuple: immutable, and built for every request at a third of a
+    frozen dataclass's cost.
+    """
 
     method: str
     path: str

@@ -19,9 +19,8 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import audit, crypto, policy, wire
 from . import constants as k
@@ -54,9 +53,8 @@ _ZERO_NONCE = bytes(k.NONCE_BYTES)
 _MAX_CAS_ATTEMPTS = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Who is asking: for rate limits and the audit trail."""
+class Context(NamedTuple):
+    """Who is asking: for rate limits and the audit trail (immutable)."""
 
     request_id: str | None = None
     source_address: str | None = None

@@ -21,7 +21,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 import nacl.bindings
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from jwt.algorithms import Algorithm
 
+from . import wire
 from .constants import JTI_BYTES, TOKEN_TTL_SECONDS
 from .errors import ConfigurationError
 from .wire import b64url
@@ -223,8 +224,7 @@ class InvalidToken(Exception):
     """Any reason a token is refused; deliberately without detail."""
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
+class IssuedToken(NamedTuple):
     token: str
     token_id: str
     issued_at: int
@@ -265,7 +265,7 @@ class TokenCodec:
         # segments strictly and signs and verifies only with libsodium.
         jws = _StrictJWS(algorithms=[], options=self._jwt._jws.options)
         jws.register_algorithm("EdDSA", _NaClEdDSA())
-        self._jwt._jws = jws
+        self._jwt._jws = self._jws = jws
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.jwk() for key in self._keys.values()]}
@@ -293,10 +293,16 @@ class TokenCodec:
             "cv": commitment_version,
         }
         # PyJWT's annotations name only its own key types; the registered
-        # algorithm takes libsodium's.
+        # algorithm takes libsodium's. The claims are plain JSON, encoded
+        # compactly here; PyJWS writes the header, the segments and the
+        # signature.
         secret: Any = self._secret
-        token = self._jwt.encode(
-            claims, secret, algorithm="EdDSA", headers=self._header
+        token = self._jws.encode(
+            wire.dump_json(claims),
+            secret,
+            algorithm="EdDSA",
+            headers=self._header,
+            sort_headers=False,
         )
         return IssuedToken(token, token_id, issued_at, expires_at)
 
