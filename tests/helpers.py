@@ -19,6 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
@@ -34,6 +35,13 @@ from twofapi_middleware.storage import Storage
 from twofapi_middleware.testing import TEST_ADMIN_SECRET, FakeClock
 from twofapi_middleware.wire import encode_b64
 from twofapi_middleware.wsgi import TwoFApiWSGIMiddleware
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+
+
+def load_vectors(name: str) -> Any:
+    """One file of the protocol's known-answer vectors (tests/vectors/)."""
+    return jsonlib.loads((VECTORS / name).read_text("utf-8"))
 
 KINDS = ("asgi", "wsgi")
 ADMIN = {"X-Admin-Identity": TEST_ADMIN_SECRET}

@@ -9,16 +9,14 @@ transcript as well.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from helpers import load_vectors
 from twofapi_middleware import crypto
 from twofapi_middleware.client import (
     Credential,
@@ -30,19 +28,14 @@ from twofapi_middleware.client import (
 from twofapi_middleware.constants import CLIENT_ID_PATTERN, GROUP_ORDER
 from twofapi_middleware.crypto import Opening, Verdict, check_proof
 
-SHARED = Path(
-    os.environ.get("TWOFAPI_SHARED_DIR")
-    or Path(__file__).resolve().parents[2] / "shared"
-)
-
 
 def _vectors(name: str) -> Any:
-    return json.loads((SHARED / "vectors" / name).read_text("utf-8"))
+    return load_vectors(name)
 
 
 def _valid(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chosen = [case for case in cases if case["kind"] == "valid"]
-    assert chosen, "no valid vectors: is TWOFAPI_SHARED_DIR right?"
+    assert chosen, "no valid vectors"
     return chosen
 
 

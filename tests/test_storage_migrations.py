@@ -222,6 +222,26 @@ def test_a_migration_gives_up_on_a_lock_held_too_long(
     storage.check_schema()
 
 
+def test_a_migration_the_database_refuses_says_why(sql_storage: SQLStorage) -> None:
+    # A table of ours that somebody else made, in another shape.
+    with sql_storage.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE twofapi_clients (other INTEGER)"))
+
+    with pytest.raises(SchemaError) as refused:
+        sql_storage.migrate()
+
+    told = str(refused.value).lower()
+    assert "migrating" in told
+    assert "twofapi_clients" in told
+    assert "unavailable" not in told
+    assert stored_revision_of(sql_storage) is None
+
+
+def stored_revision_of(storage: SQLStorage) -> str | None:
+    with storage.engine.connect() as connection:
+        return stored_revision(connection)
+
+
 def test_sql_upgrade_from_the_previous_revision_keeps_data(
     sql_storage: SQLStorage,
 ) -> None:

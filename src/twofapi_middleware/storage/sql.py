@@ -389,19 +389,37 @@ class SQLStorage:
         """
         engine = self._create_engine(limited=False, poolclass=sa.pool.NullPool)
         try:
-            with (
-                engine.connect() as connection,
-                self._migration_lock(connection),
-                connection.begin(),
-            ):
-                revision = stored_revision(connection)
-                if revision is not None and revision not in known_revisions():
-                    raise self._newer(revision)
-                command.upgrade(alembic_config(connection), SCHEMA_REVISION)
-        except SQLAlchemyError as error:
-            raise self._unavailable(error) from error
+            try:
+                connection = engine.connect()
+            except SQLAlchemyError as error:
+                raise self._unavailable(error) from error
+            try:
+                with connection, self._migration_lock(connection), connection.begin():
+                    revision = stored_revision(connection)
+                    if revision is not None and revision not in known_revisions():
+                        raise self._newer(revision)
+                    command.upgrade(alembic_config(connection), SCHEMA_REVISION)
+            except SQLAlchemyError as error:
+                raise self._migration_failed(error) from error
         finally:
             engine.dispose()
+
+    def _migration_failed(
+        self, error: SQLAlchemyError
+    ) -> StorageUnavailable | SchemaError:
+        """What the database said, for the operator running the migration.
+
+        A lost connection is an outage; anything else (a missing privilege,
+        a clashing table) is told as the database told it, first line only.
+        Parameters are hidden from SQLAlchemy's messages on these engines.
+        """
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return self._unavailable(error)
+        cause = getattr(error, "orig", None) or error
+        told = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return SchemaError(
+            f"migrating {self._label} failed ({type(cause).__name__}: {told})"
+        )
 
     @contextlib.contextmanager
     def _migration_lock(self, connection: Connection) -> Iterator[None]:
