@@ -159,22 +159,40 @@ def _mul_h(scalar: bytes) -> bytes:
         return IDENTITY_POINT
 
 
-def _equation_holds(
+def _equation(
     commitment: bytes, announcement: bytes, c: bytes, z_s: bytes, z_r: bytes
-) -> bool:
-    """z_s*G + z_r*H - c*C == A, compared as canonical encodings."""
+) -> tuple[bool, bool]:
+    """Whether ``z_s*G + z_r*H - A == c*C``, and whether A and C decoded.
+
+    Checking ``left - A`` against ``c*C``, rather than ``left - c*C``
+    against A, has libsodium decode A within the subtraction, so whether A
+    is a point comes with the equation instead of from a call of its own:
+    every path, success or refusal, makes the same native calls.
+    """
     s_term = bytes(rbcl.crypto_scalarmult_ristretto255_base_allow_scalar_zero(z_s))
     r_term = _mul_h(z_r)
-    usable = True
+    c_usable = True
     try:
         c_term = bytes(rbcl.crypto_scalarmult_ristretto255(c, commitment))
     except RuntimeError:
         # An invalid commitment, or c = 0: keep the work the same, never pass.
         c_term = BASEPOINT_G
-        usable = False
+        c_usable = False
     left = bytes(rbcl.crypto_core_ristretto255_add(s_term, r_term))
-    difference = bytes(rbcl.crypto_core_ristretto255_sub(left, c_term))
-    return hmac.compare_digest(difference, announcement) and usable
+    try:
+        difference = bytes(rbcl.crypto_core_ristretto255_sub(left, announcement))
+    except RuntimeError:
+        difference = IDENTITY_POINT
+        a_decoded = False
+    else:
+        # libsodium leaves the result untouched, all zeros (the identity),
+        # when A does not decode; a real identity means left == A, and left
+        # is a canonical encoding, so it differs from any A that failed.
+        a_decoded = difference != IDENTITY_POINT or hmac.compare_digest(
+            left, announcement
+        )
+    holds = hmac.compare_digest(difference, c_term) and c_usable and a_decoded
+    return holds, a_decoded and c_usable
 
 
 def check_proof(
@@ -211,13 +229,9 @@ def check_proof(
     c = challenge_scalar(transcript_tail(commitment, announcement))
     c_is_zero = c == _ZERO_SCALAR
 
-    if _equation_holds(commitment, announcement, c, z_s, z_r):
-        if well_formed and not c_is_zero:
-            return Verdict.VALID
-        return Verdict.MALFORMED
-    # Every refusal pays for both point checks, so its cost does not tell
-    # which one failed.
-    points_ok = is_canonical_point(announcement) & is_canonical_point(commitment)
+    holds, points_ok = _equation(commitment, announcement, c, z_s, z_r)
+    if holds and well_formed and not c_is_zero:
+        return Verdict.VALID
     if well_formed and points_ok and not c_is_zero:
         return Verdict.WRONG
     return Verdict.MALFORMED
