@@ -43,6 +43,7 @@ def load_vectors(name: str) -> Any:
     """One file of the protocol's known-answer vectors (tests/vectors/)."""
     return jsonlib.loads((VECTORS / name).read_text("utf-8"))
 
+
 KINDS = ("asgi", "wsgi")
 ADMIN = {"X-Admin-Identity": TEST_ADMIN_SECRET}
 CREDENTIAL = encode_b64(b"first-factor")

@@ -620,3 +620,11 @@ def test_credential_file_readable_by_others(
 
     assert status == 1
     assert "chmod 600" in _one_error_line(err)
+
+
+def test_migrate_of_memory_says_there_is_nothing_to_migrate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["migrate", "--storage", "memory://"]) == 0
+
+    assert "nothing to migrate" in capsys.readouterr().out

@@ -12,6 +12,7 @@ the client out of new challenges; three uncounted ones do not).
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import secrets
@@ -59,12 +60,9 @@ _COMMANDS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(_COMMANDS))
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A real server process of each kind; yields its base URL."""
-    folder = tmp_path_factory.mktemp(request.param)
+@contextlib.contextmanager
+def _running(kind: str, folder: Path, **settings: str) -> Iterator[str]:
+    """A real server process of ``kind``; yields its base URL."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TWOFAPI_")}
     source = str(Path(twofapi_middleware.__file__).resolve().parents[1])
     environ["PYTHONPATH"] = os.pathsep.join(
@@ -77,13 +75,10 @@ def server(
         TWOFAPI_ARGON2_MEMORY_KIB="64",
         TWOFAPI_ARGON2_TIME_COST="1",
     )
+    environ.update(settings)
     errors = (folder / "stderr.txt").open("wb")
     process = subprocess.Popen(
-        _COMMANDS[request.param],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        env=environ,
-        cwd=folder,
+        _COMMANDS[kind], stdout=subprocess.PIPE, stderr=errors, env=environ, cwd=folder
     )
     found: list[str] = []
 
@@ -106,7 +101,7 @@ def server(
         if not found:
             errors.flush()
             log = (folder / "stderr.txt").read_text(errors="replace")
-            pytest.fail(f"the {request.param} server did not start; stderr:\n{log}")
+            pytest.fail(f"the {kind} server did not start; stderr:\n{log}")
         assert httpx.get(f"{found[0]}/health", timeout=10).status_code == 200
         yield found[0]
     finally:
@@ -117,6 +112,14 @@ def server(
             process.kill()
             process.wait()
         errors.close()
+
+
+@pytest.fixture(scope="module", params=list(_COMMANDS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with _running(request.param, tmp_path_factory.mktemp(request.param)) as url:
+        yield url
 
 
 def _enrolled(server: str, name: str) -> Credential:
@@ -282,3 +285,21 @@ def test_a_malformed_request_is_400_and_leaves_the_challenge_usable(
     assert refused.status_code == 400
     assert refused.json()["type"].endswith("validation-failed")
     assert _verify(server, credential, challenge, binding, good).status_code == 200
+
+
+@pytest.mark.parametrize("kind", list(_COMMANDS))
+def test_a_forged_forwarded_for_buys_no_new_attempts(kind: str, tmp_path: Path) -> None:
+    # No proxy is trusted (the default): the peer address is the key, whatever
+    # X-Forwarded-For says, and whatever the server in front would make of it.
+    with _running(kind, tmp_path, TWOFAPI_RATE_LIMIT_PER_ADDRESS="3") as url:
+        statuses = [
+            httpx.post(
+                f"{url}/v1/challenges",
+                json={"clientIdentifier": "nobody", "credential": "AAAA"},
+                headers={"X-Forwarded-For": f"203.0.113.{attempt}"},
+            ).status_code
+            for attempt in range(6)
+        ]
+
+    assert statuses[:3] != [429] * 3
+    assert statuses[3:] == [429] * 3

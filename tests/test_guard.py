@@ -310,3 +310,67 @@ def test_revoked_and_rotated_tokens_die_even_when_cached(service):
     service.suspend("alice", service.settings.admin_secret, ctx)
     with pytest.raises(Exception, match="token"):
         service.authenticate(f"Bearer {token}", None, ctx)
+
+
+# -- HEAD: headers only, from every answer of the middleware itself -----------
+
+
+def _wsgi_head(service: TwoFApi, path: str) -> tuple[str, dict[str, str], bytes]:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        raise AssertionError("the app must not be reached")
+
+    middleware = TwoFApiWSGIMiddleware(app, service=service)
+    seen: list[Any] = []
+    environ = {
+        "REQUEST_METHOD": "HEAD",
+        "PATH_INFO": path,
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(b""),
+    }
+    chunks = middleware(environ, lambda status, headers: seen.append((status, headers)))
+    status, headers = seen[0]
+    return status, {name.lower(): value for name, value in headers}, b"".join(chunks)
+
+
+def _asgi_head(service: TwoFApi, path: str) -> tuple[int, dict[str, str], bytes]:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not be reached")
+
+    middleware = TwoFApiMiddleware(app, service=service)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "HEAD",
+        "path": path,
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+    }
+    asyncio.run(middleware(scope, receive, send))
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    headers = {name.decode(): value.decode() for name, value in start["headers"]}
+    return start["status"], headers, body
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/guarded", 401), ("/v1/challenges", 405), ("/health", 200), ("/v1/nope", 401)],
+)
+def test_head_answers_carry_headers_and_no_body(
+    service: TwoFApi, path: str, status: int
+) -> None:
+    wsgi_status, wsgi_headers, wsgi_body = _wsgi_head(service, path)
+    asgi_status, asgi_headers, asgi_body = _asgi_head(service, path)
+
+    assert int(wsgi_status.split()[0]) == asgi_status == status
+    # No body, so a kept-alive connection reads the next answer intact; the
+    # length is still the GET answer's.
+    assert wsgi_body == asgi_body == b""
+    assert int(wsgi_headers["content-length"]) > 0
+    assert wsgi_headers["content-length"] == asgi_headers["content-length"]

@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"[2FApi] Listening on http://{shown}:{port}", flush=True)
     config = uvicorn.Config(
-        application, lifespan="off", log_level="warning", access_log=False
+        application,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # TWOFAPI_TRUSTED_PROXY_HOPS decides, not uvicorn
     )
     uvicorn.Server(config).run(sockets=[sock])
 

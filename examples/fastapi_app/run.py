@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"[2FApi] Listening on http://{shown}:{port}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # TWOFAPI_TRUSTED_PROXY_HOPS decides, not uvicorn
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -97,7 +97,7 @@ class TwoFApiMiddleware:
             self._blocking, self.frontend.authenticate, headers, _peer(scope)
         )
         if isinstance(result, Response):
-            await _send_response(send, result)
+            await _send_response(send, result, method)
             return
         await self.app(_with_principal(scope, result), receive, send)
 
@@ -147,7 +147,7 @@ class TwoFApiMiddleware:
             response = await self._run(True, self.frontend.handle, route, request)
         else:
             response = self.frontend.handle(route, request)
-        await _send_response(send, response)
+        await _send_response(send, response, scope["method"])
 
     async def _run(self, in_thread: bool, fn: Callable[..., T], *args: Any) -> T:
         if not in_thread:
@@ -209,7 +209,7 @@ async def _read_more_body(receive: Receive, message: Message) -> tuple[bytes, bo
     return b"".join(chunks), False
 
 
-async def _send_response(send: Send, response: Response) -> None:
+async def _send_response(send: Send, response: Response, method: str) -> None:
     headers = []
     sized = False
     for name, value in response.headers:
@@ -220,4 +220,6 @@ async def _send_response(send: Send, response: Response) -> None:
     await send(
         {"type": "http.response.start", "status": response.status, "headers": headers}
     )
-    await send({"type": "http.response.body", "body": response.body})
+    # HEAD: the GET answer's headers, no body, whatever the server would do.
+    body = b"" if method == "HEAD" else response.body
+    await send({"type": "http.response.body", "body": body})

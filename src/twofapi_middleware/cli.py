@@ -242,9 +242,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     from .errors import SchemaError, SchemaTooNew
-    from .storage import SCHEMA_VERSION, open_storage, redact_url
+    from .storage import SCHEMA_VERSION, MemoryStorage, open_storage, redact_url
 
     storage = open_storage(args.storage)
+    if isinstance(storage, MemoryStorage):
+        storage.close()
+        print(f"{redact_url(args.storage)} keeps no schema: nothing to migrate")
+        return 0
     try:
         try:
             storage.check_schema()

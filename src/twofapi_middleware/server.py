@@ -126,7 +126,16 @@ def run_dev(
     app = create_app(settings)
     sock = _bind(host, port)
     _banner(host, sock.getsockname()[1])
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        # The middleware reads X-Forwarded-For itself, as far as
+        # TWOFAPI_TRUSTED_PROXY_HOPS trusts it; uvicorn's own rewriting of
+        # the peer would let anybody behind a local proxy pick an address.
+        proxy_headers=False,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -163,6 +172,7 @@ def run_serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # see run_dev
     )
     server = uvicorn.Server(config)
     if workers > 1:

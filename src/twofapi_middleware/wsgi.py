@@ -76,13 +76,14 @@ class TwoFApiWSGIMiddleware:
             if not too_large and method not in ("GET", "HEAD", "OPTIONS"):
                 body, too_large = _read_body(environ)
             request = Request(method, path, headers, body, peer, too_large)
-            return _respond(start_response, self.frontend.handle(route, request))
+            response = self.frontend.handle(route, request)
+            return _respond(start_response, response, method)
 
         if not self.guard or self.frontend.is_excluded(method, path, headers):
             return self.app(environ, start_response)
         result = self.frontend.authenticate(headers, peer)
         if isinstance(result, Response):
-            return _respond(start_response, result)
+            return _respond(start_response, result, method)
         environ["twofapi.principal"] = result
         return self.app(environ, start_response)
 
@@ -125,10 +126,15 @@ def _read_body(environ: Environ) -> tuple[bytes, bool]:
     return bytes(body), False
 
 
-def _respond(start_response: StartResponse, response: Response) -> list[bytes]:
+def _respond(
+    start_response: StartResponse, response: Response, method: str
+) -> list[bytes]:
     headers = list(response.headers)
     if not any(name == "content-length" for name, _ in headers):
         headers.append(("content-length", str(len(response.body))))
     reason = _REASONS.get(response.status, "Unknown")
     start_response(f"{response.status} {reason}", [(n.title(), v) for n, v in headers])
-    return [response.body]
+    # A HEAD answer has the headers of the GET one and no body: some WSGI
+    # servers send what they are given, and a kept-alive connection would
+    # read those bytes as the start of the next answer.
+    return [] if method == "HEAD" else [response.body]

@@ -217,14 +217,14 @@ class TwoFApiMiddleware:
         frontend = get_frontend()
         route = match_route(request.path_info)
         if route is not None:
-            return _to_django(frontend.handle(route, _owned_request(request)))
+            return _to_django(frontend.handle(route, _owned_request(request)), request)
 
         principal: Principal | None = None
         headers = _headers(request)
         if _guarded(frontend, request, headers):
             result = frontend.authenticate(headers, _peer(request))
             if isinstance(result, Response):
-                return _to_django(result)
+                return _to_django(result, request)
             principal = result
         _attach(request, principal)
         return self.get_response(request)
@@ -240,7 +240,7 @@ class TwoFApiMiddleware:
                 answer = await _in_thread(frontend.handle, route, owned)
             else:
                 answer = frontend.handle(route, owned)
-            return _to_django(answer)
+            return _to_django(answer, request)
 
         principal: Principal | None = None
         headers = _headers(request)
@@ -251,7 +251,7 @@ class TwoFApiMiddleware:
             else:
                 result = frontend.authenticate(headers, peer)
             if isinstance(result, Response):
-                return _to_django(result)
+                return _to_django(result, request)
             principal = result
         _attach(request, principal)
         return await self.get_response(request)
@@ -316,8 +316,12 @@ def _owned_request(request: HttpRequest) -> Request:
     return Request(method, request.path_info, headers, body, _peer(request), too_large)
 
 
-def _to_django(response: Response) -> HttpResponse:
-    answer = HttpResponse(response.body, status=response.status)
+def _to_django(response: Response, request: HttpRequest) -> HttpResponse:
+    # HEAD: the GET answer's headers and no body; Django's handlers send
+    # whatever body they are given, which would desync a kept-alive
+    # connection under some WSGI servers.
+    body = b"" if request.method == "HEAD" else response.body
+    answer = HttpResponse(body, status=response.status)
     names = {name for name, _ in response.headers}
     if "content-type" not in names:
         del answer["Content-Type"]

@@ -133,6 +133,9 @@ def _connect_args(
     if backend == "postgresql":
         args: dict[str, Any] = {"connect_timeout": max(2, seconds)}  # libpq min
         if limited:
+            # Unacknowledged sends (a server or a route gone silent) fail
+            # after the timeout too, not after the kernel's fifteen minutes.
+            args["tcp_user_timeout"] = seconds * 1000
             options = f"-c statement_timeout={seconds * 1000}"
             if given.get("options"):
                 options = f"{given['options']} {options}"
@@ -311,6 +314,15 @@ class SQLStorage:
                 **pool_options,
             )
         except ImportError as error:
+            backend, _, driver = self._url.drivername.partition("+")
+            if driver != _DRIVERS[backend][0]:
+                # The extra installs the default driver, not this one.
+                raise ConfigurationError(
+                    f"storage URL {self._label} names the driver {driver!r}, "
+                    f"which is not installed ({error}); install it, or leave "
+                    f"the driver out to use the one the {self._extra!r} extra "
+                    f"installs: pip install 'twofapi-middleware[{self._extra}]'"
+                ) from None
             raise ConfigurationError(
                 f"storage URL {self._label} needs the {self._extra!r} extra: "
                 f"pip install 'twofapi-middleware[{self._extra}]' ({error})"
@@ -416,6 +428,9 @@ class SQLStorage:
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return self._unavailable(error)
         cause = getattr(error, "orig", None) or error
+        if self._url.get_backend_name() == "sqlite" and "locked" in str(cause):
+            # BEGIN IMMEDIATE waited out its busy timeout behind another writer.
+            return self._still_locked()
         told = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         return SchemaError(
             f"migrating {self._label} failed ({type(cause).__name__}: {told})"
