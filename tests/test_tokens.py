@@ -13,11 +13,14 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twofapi_middleware.tokens import (
     InvalidToken,
     SigningKey,
     TokenCodec,
+    _StrictJWS,
     generate_private_key_pem,
 )
 
@@ -273,3 +276,39 @@ def test_the_signing_key_is_not_in_its_repr(pem: str) -> None:
 
     assert key.verification.kid in repr(key)
     assert b64(key.nacl_key.encode()) not in repr(key)
+
+
+def _canonical_segment(segment: bytes) -> bytes | None:
+    """The reference: what the standard library decodes and spells back."""
+    if len(segment) % 4 == 1 or not set(segment) <= set(URLSAFE_ALPHABET):
+        return None
+    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        return None
+    return decoded
+
+
+URLSAFE_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=24).map(lambda raw: base64.urlsafe_b64encode(raw)),
+        st.binary(max_size=24).map(
+            lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=")
+        ),
+        st.text("AQgw-_+/=! \n" + URLSAFE_ALPHABET.decode(), max_size=16).map(
+            str.encode
+        ),
+    )
+)
+def test_segments_decode_only_in_their_one_canonical_spelling(segment: bytes) -> None:
+    expected = _canonical_segment(segment)
+
+    try:
+        decoded = _StrictJWS._decode_base64url_segment(segment, "payload")
+    except jwt.DecodeError:
+        decoded = None
+
+    assert decoded == expected

@@ -13,7 +13,6 @@ clock works in tests.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -47,6 +46,10 @@ def binding_thumbprint(channel_binding: bytes) -> str:
 
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "cv"]
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# Bits of the last character that carry no data, by length mod 4 (a length
+# of 1 mod 4 is no byte string's).
+_SPARE_BITS = {0: 0, 2: 0x0F, 3: 0x03}
 
 
 class _StrictJWS(jwt.PyJWS):
@@ -59,16 +62,18 @@ class _StrictJWS(jwt.PyJWS):
 
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
-        if segment.translate(None, _BASE64URL) or len(segment) % 4 == 1:
+        spare = _SPARE_BITS.get(len(segment) % 4)
+        if spare is None or segment.translate(None, _BASE64URL):
             raise jwt.DecodeError(f"Invalid {name} encoding")
+        # Unused low bits of the last character must be zero: one token,
+        # one spelling.
+        if spare and _BASE64URL.index(segment[-1]) & spare:
+            raise jwt.DecodeError(f"Invalid {name} encoding")
+        padded = segment.translate(_TO_STANDARD) + b"=" * (-len(segment) % 4)
         try:
-            decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+            return binascii.a2b_base64(padded, strict_mode=True)
         except binascii.Error:
             raise jwt.DecodeError(f"Invalid {name} encoding") from None
-        # Unused low bits must be zero: one token, one spelling.
-        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-            raise jwt.DecodeError(f"Invalid {name} encoding")
-        return decoded
 
 
 @dataclass(frozen=True, slots=True, repr=False)
