@@ -114,6 +114,8 @@ def test_server_refuses_an_unmigrated_store(env, tmp_path):
     )
     assert result.returncode != 0
     assert "twofapi migrate" in result.stdout + result.stderr
+    # Refusing leaves nothing behind: no empty database file to trip over.
+    assert not (tmp_path / "empty.db").exists()
 
 
 def test_migrate_twice_changes_nothing(env, tmp_path):

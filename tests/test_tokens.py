@@ -117,6 +117,22 @@ def test_times_are_checked_against_the_given_clock(codec: TokenCodec) -> None:
         codec.check_times(decoded, NOW - 6)
 
 
+@pytest.mark.parametrize("nbf", [NOW + 6, NOW + 3600, "0", 1.5])
+def test_a_not_before_claim_is_held_to_the_clock(
+    pem: str, codec: TokenCodec, nbf: Any
+) -> None:
+    decoded = codec.decode(signed_by(pem, claims(nbf=nbf)))
+
+    with pytest.raises(InvalidToken):
+        codec.check_times(decoded, NOW)
+
+
+def test_a_due_not_before_claim_passes(pem: str, codec: TokenCodec) -> None:
+    decoded = codec.decode(signed_by(pem, claims(nbf=NOW + 5)))
+
+    codec.check_times(decoded, NOW)
+
+
 @pytest.mark.parametrize(
     "payload",
     [

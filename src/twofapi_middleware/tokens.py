@@ -348,6 +348,10 @@ class TokenCodec:
             raise InvalidToken
         if claims["iat"] > now + self.leeway_seconds:
             raise InvalidToken
+        # Not a claim of ours, but a token that names one is held to it.
+        not_before = claims.get("nbf", 0)
+        if type(not_before) is not int or not_before > now + self.leeway_seconds:
+            raise InvalidToken
 
     @staticmethod
     def binding_matches(claims: dict[str, Any], channel_binding: bytes) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -373,7 +374,14 @@ class SQLStorage:
 
     def check_schema(self) -> None:
         """Raise SchemaError unless the schema is at SCHEMA_REVISION."""
-        revision = self._run(stored_revision)
+        database = self._url.database
+        if self._url.get_backend_name() == "sqlite" and not (
+            database and os.path.exists(database)
+        ):
+            # Connecting would leave an empty file behind.
+            revision = None
+        else:
+            revision = self._run(stored_revision)
         if revision == SCHEMA_REVISION:
             return
         if revision is not None and revision not in known_revisions():
