@@ -375,8 +375,10 @@ class SQLStorage:
     def check_schema(self) -> None:
         """Raise SchemaError unless the schema is at SCHEMA_REVISION."""
         database = self._url.database
-        if self._url.get_backend_name() == "sqlite" and not (
-            database and os.path.exists(database)
+        if (
+            self._url.get_backend_name() == "sqlite"
+            and "uri" not in self._url.query  # file: URIs name no plain path
+            and not (database and os.path.exists(database))
         ):
             # Connecting would leave an empty file behind.
             revision = None
