@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+import twofapi_middleware
 from twofapi_middleware.testing import TEST_ADMIN_SECRET
 from twofapi_middleware.tokens import generate_private_key_pem
 
@@ -105,3 +107,72 @@ def running_servers(
     finally:
         for server in servers:
             stop_server(server)
+
+
+# -- one server process of any kind, for the end-to-end suites -----------------
+
+_READY = re.compile(r"(?:\[2FApi\] Listening on|WSGI on) (http://\S+)")
+
+
+def dev_env(**settings: str) -> dict[str, str]:
+    """This environment without TWOFAPI_* settings, plus ``settings``.
+
+    The package's source comes first on PYTHONPATH, so a server process runs
+    the code under test even where it is not installed.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOFAPI_")}
+    source = str(Path(twofapi_middleware.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+@contextmanager
+def running_process(
+    command: list[str], folder: Path, env: dict[str, str]
+) -> Iterator[str]:
+    """Run ``command`` until the block ends; yields the URL it prints.
+
+    The server must print ``[2FApi] Listening on URL`` (or ``WSGI on URL``)
+    and then answer ``GET /health``; its standard error is kept in
+    ``folder`` and shown if it does not start.
+    """
+    errors = (folder / "stderr.txt").open("wb")
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=errors, env=env, cwd=folder
+    )
+    found: list[str] = []
+
+    def read_banner() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            match = _READY.search(raw.decode("utf-8", "replace"))
+            if match:
+                found.append(match.group(1))
+                break
+        for _ in process.stdout:  # keep the pipe drained
+            pass
+
+    threading.Thread(target=read_banner, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while not found and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not found:
+            errors.flush()
+            log = (folder / "stderr.txt").read_text(errors="replace")
+            raise AssertionError(f"{command[-3:]} did not start; stderr:\n{log}")
+        while httpx.get(f"{found[0]}/health", timeout=10).status_code != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{found[0]} never became healthy")
+            time.sleep(0.05)
+        yield found[0]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        errors.close()

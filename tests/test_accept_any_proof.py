@@ -10,13 +10,8 @@ real ``twofapi dev --accept-any-proof --port 0`` server.
 from __future__ import annotations
 
 import base64
-import importlib.util
-import os
-import re
 import secrets
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +20,7 @@ import httpx
 import pytest
 
 from helpers import Api, assert_problem, b64
+from servers import dev_env, running_process
 from twofapi_middleware import (
     ConfigurationError,
     Settings,
@@ -190,72 +186,20 @@ def test_production_from_the_environment_refuses_accept_any_proof() -> None:
 
 # -- against a real `twofapi dev --accept-any-proof` ------------------------------
 
-_BANNER = re.compile(r"\[2FApi\] Listening on http://(\S+):(\d+)")
-
 
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[str]:
-    if importlib.util.find_spec("twofapi_middleware.cli") is None:
-        pytest.skip("twofapi_middleware.cli does not exist yet")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWOFAPI_")}
-    environ["PYTHONUNBUFFERED"] = "1"
-    errors = (tmp_path / "stderr.txt").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twofapi_middleware.cli",
-            "dev",
-            "--accept-any-proof",
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        env=environ,
-        cwd=tmp_path,
-    )
-    try:
-        found: list[str] = []
-
-        def read_banner() -> None:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                match = _BANNER.search(raw.decode("utf-8", "replace"))
-                if match:
-                    found.append(f"http://{match.group(1)}:{match.group(2)}")
-                    return
-
-        reader = threading.Thread(target=read_banner, daemon=True)
-        reader.start()
-        reader.join(timeout=30)
-        if not found:
-            errors.flush()
-            log = (tmp_path / "stderr.txt").read_text(errors="replace")
-            pytest.fail(f"`twofapi dev` printed no banner; stderr:\n{log}")
-        base = found[0]
-        _wait_until_serving(base)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-        errors.close()
-
-
-def _wait_until_serving(base: str) -> None:
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            threading.Event().wait(0.1)
-    pytest.fail("`twofapi dev` never answered /health")
+    command = [
+        sys.executable,
+        "-m",
+        "twofapi_middleware.cli",
+        "dev",
+        "--accept-any-proof",
+        "--port",
+        "0",
+    ]
+    with running_process(command, tmp_path, dev_env()) as url:
+        yield url
 
 
 def test_quick_start_against_twofapi_dev(dev_server: str) -> None:

@@ -14,15 +14,12 @@ import asyncio
 import base64
 import io
 import json
-import os
 import random
 import re
 import secrets
 import socket
 import stat
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-import twofapi_middleware
+from servers import dev_env, running_process
 from twofapi_middleware import crypto
 from twofapi_middleware.cli import main
 from twofapi_middleware.client import (
@@ -795,61 +792,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``twofapi dev --port 0`` in a subprocess; yields its base URL."""
-    pytest.importorskip("twofapi_middleware.server")
-    folder = tmp_path_factory.mktemp("dev")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWOFAPI_")}
-    source = str(Path(twofapi_middleware.__file__).resolve().parents[1])
-    environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [source, environ.get("PYTHONPATH")])
-    )
-    environ.update(
-        PYTHONUNBUFFERED="1",
+    env = dev_env(
         TWOFAPI_ADMIN_SECRET=LIVE_ADMIN_SECRET,
         TWOFAPI_RATE_LIMIT_PER_ADDRESS="0",
         TWOFAPI_RATE_LIMIT_PER_CLIENT="0",
         TWOFAPI_ARGON2_MEMORY_KIB="64",
         TWOFAPI_ARGON2_TIME_COST="1",
     )
-    errors = (folder / "stderr.txt").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "twofapi_middleware.cli", "dev", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        env=environ,
-        cwd=folder,
-    )
-    found: list[str] = []
-
-    def read_banner() -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            match = _BANNER.search(raw.decode("utf-8", "replace"))
-            if match:
-                found.append(match.group(1))
-                break
-        for _ in process.stdout:  # keep the pipe drained
-            pass
-
-    threading.Thread(target=read_banner, daemon=True).start()
-    try:
-        for _ in range(300):
-            if found or process.poll() is not None:
-                break
-            threading.Event().wait(0.1)
-        if not found:
-            errors.flush()
-            log = (folder / "stderr.txt").read_text(errors="replace")
-            pytest.fail(f"`twofapi dev` printed no banner; stderr:\n{log}")
-        assert httpx.get(f"{found[0]}/health", timeout=10).status_code == 200
-        yield found[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        errors.close()
+    command = [sys.executable, "-m", "twofapi_middleware.cli", "dev", "--port", "0"]
+    with running_process(command, tmp_path_factory.mktemp("dev"), env) as url:
+        yield url
 
 
 def _client_id(name: str) -> str:

@@ -12,26 +12,20 @@ the client out of new challenges; three uncounted ones do not).
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import re
 import secrets
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-import twofapi_middleware
+from servers import dev_env, running_process
 from twofapi_middleware import crypto
 from twofapi_middleware.client import Credential, TwoFApiClient, authentication_proof
 from twofapi_middleware.constants import AUTH_TAG, GROUP_ORDER, POINT_BYTES
 from twofapi_middleware.wire import encode_b64
-
-_READY = re.compile(r"(?:Listening on|WSGI on) (http://\S+)")
 
 # The WSGI server: the middleware around an app that names its caller.
 _WSGI_SERVER = """
@@ -60,58 +54,16 @@ _COMMANDS = {
 }
 
 
-@contextlib.contextmanager
-def _running(kind: str, folder: Path, **settings: str) -> Iterator[str]:
-    """A real server process of ``kind``; yields its base URL."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWOFAPI_")}
-    source = str(Path(twofapi_middleware.__file__).resolve().parents[1])
-    environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [source, environ.get("PYTHONPATH")])
-    )
-    environ.update(
-        PYTHONUNBUFFERED="1",
+def _running(kind: str, folder: Path, **settings: str) -> Any:
+    """A real server process of ``kind``; a context yielding its URL."""
+    env = dev_env(
         TWOFAPI_RATE_LIMIT_PER_ADDRESS="0",
         TWOFAPI_RATE_LIMIT_PER_CLIENT="0",
         TWOFAPI_ARGON2_MEMORY_KIB="64",
         TWOFAPI_ARGON2_TIME_COST="1",
     )
-    environ.update(settings)
-    errors = (folder / "stderr.txt").open("wb")
-    process = subprocess.Popen(
-        _COMMANDS[kind], stdout=subprocess.PIPE, stderr=errors, env=environ, cwd=folder
-    )
-    found: list[str] = []
-
-    def read_banner() -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            match = _READY.search(raw.decode("utf-8", "replace"))
-            if match:
-                found.append(match.group(1))
-                break
-        for _ in process.stdout:  # keep the pipe drained
-            pass
-
-    threading.Thread(target=read_banner, daemon=True).start()
-    try:
-        for _ in range(300):
-            if found or process.poll() is not None:
-                break
-            threading.Event().wait(0.1)
-        if not found:
-            errors.flush()
-            log = (folder / "stderr.txt").read_text(errors="replace")
-            pytest.fail(f"the {kind} server did not start; stderr:\n{log}")
-        assert httpx.get(f"{found[0]}/health", timeout=10).status_code == 200
-        yield found[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        errors.close()
+    env.update(settings)
+    return running_process(_COMMANDS[kind], folder, env)
 
 
 @pytest.fixture(scope="module", params=list(_COMMANDS))
