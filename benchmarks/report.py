@@ -49,6 +49,22 @@ def _us(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
 
+def _target_rows(figures: dict[str, Any], *, with_definitions: bool) -> list[str]:
+    """One table row per target figure, in the order of DEFINITIONS."""
+    rows = []
+    for name, definition in DEFINITIONS.items():
+        figure = figures.get(name)
+        cells = (
+            [name, "not measured", "", ""]
+            if figure is None
+            else [name, _value(figure), _target(figure), _verdict(figure)]
+        )
+        if with_definitions:
+            cells.append(definition)
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -87,15 +103,7 @@ def render(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     figures = results["figures"]
-    for name, definition in DEFINITIONS.items():
-        figure = figures.get(name)
-        if figure is None:
-            lines.append(f"| {name} | not measured | | | {definition} |")
-            continue
-        lines.append(
-            f"| {name} | {_value(figure)} | {_target(figure)} | {_verdict(figure)} "
-            f"| {definition} |"
-        )
+    lines += _target_rows(figures, with_definitions=True)
 
     lines += ["", "## What the ratios are made of", ""]
     if "verify_floor_ratio" in figures:
@@ -243,15 +251,7 @@ def readme_table(results: dict[str, Any]) -> str:
         "| figure | value | target | |",
         "|---|---|---|---|",
     ]
-    figures = results["figures"]
-    for name in DEFINITIONS:
-        figure = figures.get(name)
-        if figure is None:
-            lines.append(f"| {name} | not measured | | |")
-            continue
-        lines.append(
-            f"| {name} | {_value(figure)} | {_target(figure)} | {_verdict(figure)} |"
-        )
+    lines += _target_rows(results["figures"], with_definitions=False)
     lines += ["", END]
     return "\n".join(lines)
 

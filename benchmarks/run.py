@@ -397,6 +397,7 @@ def guard_ratios(
         rounds: list[dict[str, float]] = []
         failures: list[Any] = []
         for round_no in range(sizes.guard_rounds):
+            rounds.append({})
             fresh_slice = fresh[
                 round_no * sizes.guard_fresh_requests : (round_no + 1)
                 * sizes.guard_fresh_requests
@@ -413,9 +414,7 @@ def guard_ratios(
                 outcome = block(target, count, token_list)
                 if outcome["ok"] != count or outcome["errors"]:
                     failures.append({name: outcome})
-                if round_no == len(rounds):
-                    rounds.append({})
-                rounds[round_no][name] = outcome["server_cpu_seconds"] / max(
+                rounds[-1][name] = outcome["server_cpu_seconds"] / max(
                     1, outcome["completed"]
                 )
                 total = totals[name]
@@ -424,6 +423,8 @@ def guard_ratios(
                 total[2] += outcome["wall_seconds"]
                 total[3] += 1
         cost = {name: t[0] / t[1] * 1e6 for name, t in totals.items() if t[1]}
+        reused_ratios = [r["hello"] / r["reused"] for r in rounds]
+        fresh_ratios = [r["hello"] / r["fresh"] for r in rounds]
         rate = {name: t[1] / t[2] for name, t in totals.items() if t[2]}
         return {
             "server": server,
@@ -432,10 +433,10 @@ def guard_ratios(
             "requests": {name: t[1] for name, t in totals.items()},
             # The median of the rounds' ratios: a burst of noise from the
             # machine's other tenants spoils one round, not the figure.
-            "ratio_reused": statistics.median(r["hello"] / r["reused"] for r in rounds),
-            "ratio_fresh": statistics.median(r["hello"] / r["fresh"] for r in rounds),
-            "ratio_reused_rounds": [r["hello"] / r["reused"] for r in rounds],
-            "ratio_fresh_rounds": [r["hello"] / r["fresh"] for r in rounds],
+            "ratio_reused": statistics.median(reused_ratios),
+            "ratio_fresh": statistics.median(fresh_ratios),
+            "ratio_reused_rounds": reused_ratios,
+            "ratio_fresh_rounds": fresh_ratios,
             "concurrency": concurrency,
             "failures": failures,
         }
