@@ -47,9 +47,6 @@ def binding_thumbprint(channel_binding: bytes) -> str:
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "cv"]
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-# Bits of the last character that carry no data, by length mod 4 (a length
-# of 1 mod 4 is no byte string's).
-_SPARE_BITS = {0: 0, 2: 0x0F, 3: 0x03}
 
 
 class _StrictJWS(jwt.PyJWS):
@@ -62,7 +59,7 @@ class _StrictJWS(jwt.PyJWS):
 
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
-        spare = _SPARE_BITS.get(len(segment) % 4)
+        spare = wire.SPARE_BITS.get(len(segment) % 4)
         if spare is None or segment.translate(None, _BASE64URL):
             raise jwt.DecodeError(f"Invalid {name} encoding")
         # Unused low bits of the last character must be zero: one token,

@@ -26,7 +26,7 @@ from .errors import MalformedBody, ValidationFailed
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # Bits of the last character that carry no data, by unpadded length mod 4
 # (a length of 1 mod 4 is no byte string's).
-_SPARE_BITS = {0: 0, 2: 0x0F, 3: 0x03}
+SPARE_BITS = {0: 0, 2: 0x0F, 3: 0x03}
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
@@ -41,7 +41,7 @@ def decode_b64(value: object, field: str, sizes: Iterable[int] | None = None) ->
         raise ValidationFailed(field, "must be a base64 string")
     body = value.rstrip("=")
     padding = len(value) - len(body)
-    spare = _SPARE_BITS.get(len(body) % 4)
+    spare = SPARE_BITS.get(len(body) % 4)
     if padding > 2 or (padding and len(value) % 4) or spare is None:
         raise ValidationFailed(field, "is not valid base64")
     try:
