@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,7 +20,9 @@ import twofapi_middleware
 from twofapi_middleware.testing import TEST_ADMIN_SECRET
 from twofapi_middleware.tokens import generate_private_key_pem
 
-_LISTENING = re.compile(r"\[2FApi\] Listening on (http://\S+)")
+# What a server prints once it listens: the 2FApi banner, or the WSGI test
+# server's line.
+_LISTENING = re.compile(r"(?:\[2FApi\] Listening on|WSGI on) (http://\S+)")
 
 SERVE = (
     "import sys; from twofapi_middleware.server import run_serve; "
@@ -87,12 +90,16 @@ def start_server(storage_url: str, env: dict[str, str]) -> ServerProcess:
 
 
 def stop_server(server: ServerProcess) -> None:
-    server.process.terminate()
+    _stop(server.process)
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
     try:
-        server.process.wait(timeout=10)
+        process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 @contextmanager
@@ -110,8 +117,6 @@ def running_servers(
 
 
 # -- one server process of any kind, for the end-to-end suites -----------------
-
-_READY = re.compile(r"(?:\[2FApi\] Listening on|WSGI on) (http://\S+)")
 
 
 def dev_env(**settings: str) -> dict[str, str]:
@@ -147,7 +152,7 @@ def running_process(
     def read_banner() -> None:
         assert process.stdout is not None
         for raw in process.stdout:
-            match = _READY.search(raw.decode("utf-8", "replace"))
+            match = _LISTENING.search(raw.decode("utf-8", "replace"))
             if match:
                 found.append(match.group(1))
                 break
@@ -169,10 +174,5 @@ def running_process(
             time.sleep(0.05)
         yield found[0]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         errors.close()
