@@ -307,10 +307,10 @@ class Frontend:
         if lookup not in route.methods:
             raise MethodNotAllowed(route.allowed)
         if route.name == "health":
-            return self._head(method, json_response(200, _HEALTH_BODY, request_id))
+            return json_response(200, _HEALTH_BODY, request_id)
         if route.name == "jwks":
             body = wire.dump_json(self.service.jwks())
-            return self._head(method, json_response(200, body, request_id))
+            return json_response(200, body, request_id)
 
         headers = request.headers
         ctx = Context(
@@ -385,13 +385,6 @@ class Frontend:
             )
         answer = service.reactivate(client_id, body, admin, ctx)
         return json_response(200, wire.dump_json(answer), request_id)
-
-    @staticmethod
-    def _head(method: str, response: Response) -> Response:
-        if method == "HEAD":
-            response.headers.append(("content-length", str(len(response.body))))
-            response.body = b""
-        return response
 
     # -- failures --------------------------------------------------------
 
